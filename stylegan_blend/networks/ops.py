@@ -1,0 +1,230 @@
+"""Low-level StyleGAN2 ops in pure PyTorch: FIR resampling, bias+activation, modulated convolution.
+
+Why hand-written: NVIDIA ships these as CUDA extensions that need a compiler at run time; we need
+numerically equivalent ops that run anywhere (CPU tests, any GPU) with no build step.
+
+Conventions follow the StyleGAN2 papers (Karras et al. 2020, "Analyzing and Improving the Image
+Quality of StyleGAN", eqs. 1-3 for modulation/demodulation) and the upfirdn2d definition:
+upsample by zero insertion -> pad (negative = crop) -> FIR filter (true convolution) -> decimate.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+# Activation name -> (function, default gain). Gains keep the signal variance roughly constant.
+_ACTIVATIONS = {
+    "linear": (lambda x: x, 1.0),
+    "relu": (F.relu, math.sqrt(2)),
+    "lrelu": (lambda x: F.leaky_relu(x, 0.2), math.sqrt(2)),
+}
+
+
+def activation_gain(name: str) -> float:
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name][1]
+
+
+def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear",
+             gain: float | None = None, clamp: float | None = None) -> torch.Tensor:
+    """x + b (broadcast over dim 1), activation, scale by gain, clamp to +-clamp."""
+    fn, default_gain = _ACTIVATIONS[act]
+    if b is not None:
+        x = x + b.reshape([1, -1] + [1] * (x.ndim - 2))
+    x = fn(x)
+    g = default_gain if gain is None else gain
+    if g != 1:
+        x = x * g
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def setup_filter(taps: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Normalised 2-D FIR filter (outer product of the 1-D taps), the layout stored in checkpoints."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    if f.ndim == 1:
+        f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _pad4(p) -> list[int]:
+    """[x0, x1, y0, y1] from an int, [x, y] or [x0, x1, y0, y1]."""
+    if isinstance(p, int):
+        return [p, p, p, p]
+    p = list(p)
+    return [p[0], p[0], p[1], p[1]] if len(p) == 2 else p
+
+
+def _separable(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Return (fy, fx) if the 2-D filter is an outer product (all StyleGAN filters are)."""
+    fy, fx = f.sum(dim=1), f.sum(dim=0)
+    s = f.sum()
+    if s == 0:
+        return None
+    fy = fy / s.sqrt()
+    fx = fx / s.sqrt()
+    return (fy, fx) if torch.allclose(torch.outer(fy, fx), f, atol=1e-7, rtol=1e-5) else None
+
+
+def upfirdn2d(x: torch.Tensor, f: torch.Tensor | None, up=1, down=1, padding=0,
+              flip_filter: bool = False, gain: float = 1) -> torch.Tensor:
+    """Upsample (zero insertion), pad/crop, FIR-filter (convolution), downsample.
+
+    `padding` is [x0, x1, y0, y1] in upsampled pixels; negative values crop.
+    The filter is applied per channel; `gain` scales the result (use up**2 after zero insertion).
+    """
+    upx, upy = _pair(up)
+    downx, downy = _pair(down)
+    px0, px1, py0, py1 = _pad4(padding)
+    n, c, h, w = x.shape
+    if upx > 1 or upy > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape(n, c, h * upy, w * upx)
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    if f is None:
+        return (x * gain if gain != 1 else x)[:, :, ::downy, ::downx]
+    f = f.to(x.dtype)
+    if not flip_filter:  # conv2d correlates; a true convolution needs the flipped filter
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        sep = _separable(f)
+    else:
+        sep = (f, f)
+    if sep is not None:
+        fy, fx = sep
+        if f.ndim == 1:
+            fy = fx = f
+        g = abs(gain) ** 0.5
+        kx = (fx * g).reshape(1, 1, 1, -1).repeat(c, 1, 1, 1)
+        ky = (fy * g * (1 if gain >= 0 else -1)).reshape(1, 1, -1, 1).repeat(c, 1, 1, 1)
+        x = F.conv2d(x, kx, groups=c, stride=(1, downx))
+        x = F.conv2d(x, ky, groups=c, stride=(downy, 1))
+        return x
+    k = (f * gain)[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, k, groups=c, stride=(downy, downx))
+
+
+def _filter_size(f: torch.Tensor | None) -> tuple[int, int]:
+    if f is None:
+        return 1, 1
+    return (f.shape[-1], f.shape[0]) if f.ndim == 2 else (f.shape[0], f.shape[0])
+
+
+def upsample2d(x, f, up: int = 2, gain: float = 1):
+    """x2 FIR upsampling whose output is exactly `up` times the input size."""
+    fw, fh = _filter_size(f)
+    p = [(fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2]
+    return upfirdn2d(x, f, up=up, padding=p, gain=gain * up * up)
+
+
+def downsample2d(x, f, down: int = 2, gain: float = 1):
+    """FIR low-pass then decimation; output is input size / `down`."""
+    fw, fh = _filter_size(f)
+    p = [(fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2]
+    return upfirdn2d(x, f, down=down, padding=p, gain=gain)
+
+
+def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
+                    down: int = 1, padding: int = 0, groups: int = 1, flip_weight: bool = True) -> torch.Tensor:
+    """Convolution with optional FIR x2 up- or down-sampling, as StyleGAN2 defines it.
+
+    Semantics (reference): up -> upfirdn2d(up, pad) -> conv(w) -> upfirdn2d(down), with the padding
+    fixed once at the start. Implemented with the cheap equivalents: transposed strided conv + blur
+    for `up`, blur + strided conv for `down`. `flip_weight=False` means true convolution.
+    """
+    if up > 1 and down > 1:
+        raise ValueError("conv2d_resample: simultaneous up- and down-sampling is not supported")
+    out_ch, in_per_group, kh, kw = w.shape
+    fw, fh = _filter_size(f)
+    if not flip_weight:
+        w = w.flip([2, 3])
+    if up == 1 and down == 1:
+        return F.conv2d(x, w, padding=padding, groups=groups)
+    if down > 1:
+        p0 = padding + (fw - down + 1) // 2
+        p1 = padding + (fw - down) // 2
+        if kh == 1 and kw == 1:  # decimate first, then the 1x1 conv on 1/4 of the pixels
+            x = upfirdn2d(x, f, down=down, padding=[p0, p1, p0, p1])
+            return F.conv2d(x, w, groups=groups)
+        x = upfirdn2d(x, f, padding=[p0, p1, p0, p1])
+        return F.conv2d(x, w, stride=down, groups=groups)
+    # up > 1
+    p0 = padding + (fw + up - 1) // 2
+    p1 = padding + (fw - up) // 2
+    if kh == 1 and kw == 1:  # 1x1 conv commutes with the zero-insertion upsampling
+        x = F.conv2d(x, w, groups=groups)
+        return upfirdn2d(x, f, up=up, padding=[p0, p1, p0, p1], gain=up * up)
+    # Transposed conv (stride `up`) == zero insertion + full correlation with w; its output carries
+    # kw-1 extra border pixels on the left and kw-up on the right compared with the reference padding.
+    if groups == 1:
+        wt = w.transpose(0, 1)
+    else:
+        wt = w.reshape(groups, out_ch // groups, in_per_group, kh, kw).transpose(1, 2)
+        wt = wt.reshape(groups * in_per_group, out_ch // groups, kh, kw)
+    x = F.conv_transpose2d(x, wt.flip([2, 3]), stride=up, groups=groups)
+    q0, q1 = p0 - (kw - 1), p1 - (kw - up)
+    qy0, qy1 = p0 - (kh - 1), p1 - (kh - up)
+    return upfirdn2d(x, f, padding=[q0, q1, qy0, qy1], gain=up * up)
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+                     noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
+                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
+                     flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
+    """StyleGAN2 modulated convolution (paper eqs. 1-3).
+
+    w'_ijk = s_i * w_ijk;  w''_ijk = w'_ijk / sqrt(sum_ik w'^2 + 1e-8).
+    fused: one grouped conv with per-sample weights (fast on GPU / batch 1);
+    non-fused: scale activations by s, shared conv, scale outputs by the demodulation coefficients
+    (fast on CPU for batch > 1). Both are the same function.
+    """
+    n = x.shape[0]
+    out_ch, in_ch, kh, kw = weight.shape
+    if styles.shape != (n, in_ch):
+        raise ValueError(f"modulated_conv2d: styles shape {tuple(styles.shape)} != {(n, in_ch)}")
+    if x.dtype == torch.float16 and demodulate:  # keep fp16 products in range; cancels under demod
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    dcoefs = None
+    if demodulate:
+        # sum_ik (s_i w_oik)^2 = sum_i s_i^2 * sum_k w_oik^2  -> no [N,O,I,k,k] tensor needed
+        wsq = weight.square().sum(dim=[2, 3])  # [O, I]
+        dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding,
+                            flip_weight=flip_weight)
+        if dcoefs is not None:
+            x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
+
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)
+    if dcoefs is not None:
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_ch, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding,
+                        groups=n, flip_weight=flip_weight)
+    x = x.reshape(n, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x
