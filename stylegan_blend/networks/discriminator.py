@@ -1,6 +1,7 @@
 """StyleGAN2 discriminator (resnet by default; orig and skip too) with NVIDIA's module tree."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -98,6 +99,11 @@ class Discriminator(nn.Module):
         super().__init__()
         if unused:
             raise ValueError(f"Discriminator: unknown kwargs {sorted(unused)}")
+        self.init_kwargs = copy.deepcopy(dict(
+            c_dim=c_dim, img_resolution=img_resolution, img_channels=img_channels, architecture=architecture,
+            channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
+            cmap_dim=cmap_dim, block_kwargs=dict(block_kwargs or {}), mapping_kwargs=dict(mapping_kwargs or {}),
+            epilogue_kwargs=dict(epilogue_kwargs or {})))
         if c_dim != 0:
             raise ValueError(f"conditional models are not supported (c_dim={c_dim}); expected c_dim=0")
         if img_resolution < 4 or img_resolution & (img_resolution - 1):

@@ -5,6 +5,7 @@ NVIDIA G state dict loads with strict=True and the constructor takes NVIDIA's `i
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -138,6 +139,10 @@ class Generator(nn.Module):
         super().__init__()
         if unused:
             raise ValueError(f"Generator: unknown kwargs {sorted(unused)}")
+        # kept verbatim so a checkpoint can rebuild exactly this network (NVIDIA's `init_kwargs`)
+        self.init_kwargs = copy.deepcopy(dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
+                                              img_channels=img_channels, mapping_kwargs=dict(mapping_kwargs or {}),
+                                              synthesis_kwargs=dict(synthesis_kwargs or {})))
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution,
