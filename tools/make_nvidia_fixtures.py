@@ -1,0 +1,184 @@
+"""Regenerate the NVIDIA parity fixtures under tests/data/nvidia/ from NVIDIA's own code.
+
+NVIDIA's stylegan2-ada-pytorch is NOT part of this repository; point this script at a checkout:
+
+    .venv/bin/python tools/make_nvidia_fixtures.py --nvidia-dir /path/to/stylegan2-ada-pytorch
+    (or set NVIDIA_SG2ADA_DIR)
+
+What it writes (tensors and plain values only, loadable with torch.load(weights_only=True); no NVIDIA
+modules or source are pickled):
+  g32_skip.pt, g16_resnet.pt   - G init_kwargs, state dict, and per-case z, ws, float image
+  d32_resnet.pt, d16_skip.pt, d16_orig.pt - D init_kwargs, state dict, an input batch and its logits
+  g32_skip_seedNNNN_psiX.png   - uint8 images, NVIDIA generate.py convention
+  paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
+
+Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
+but not used, or used in the wrong place, changes the output. References run NVIDIA's networks with
+force_fp32=True: on CPU our fp16 blocks run in fp32, and NVIDIA's reference ops are used on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
+
+G_CASES = {
+    # skip generator (the paper256 architecture) with channels that change across blocks and z_dim != w_dim
+    "g32_skip": dict(z_dim=24, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
+                     mapping_kwargs=dict(num_layers=3),
+                     synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=4, conv_clamp=256)),
+    "g16_resnet": dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3,
+                       mapping_kwargs=dict(num_layers=2),
+                       synthesis_kwargs=dict(channel_base=128, channel_max=32, architecture="resnet",
+                                             num_fp16_res=2, conv_clamp=256)),
+}
+D_CASES = {
+    "d32_resnet": dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=256, channel_max=32,
+                       num_fp16_res=4, conv_clamp=256, block_kwargs={}, mapping_kwargs={},
+                       epilogue_kwargs=dict(mbstd_group_size=4)),
+    "d16_skip": dict(c_dim=0, img_resolution=16, img_channels=3, architecture="skip", channel_base=128,
+                     channel_max=32, num_fp16_res=2, conv_clamp=256, block_kwargs={}, mapping_kwargs={},
+                     epilogue_kwargs=dict(mbstd_group_size=2, mbstd_num_channels=2)),
+    "d16_orig": dict(c_dim=0, img_resolution=16, img_channels=3, architecture="orig", channel_base=128,
+                     channel_max=32, conv_clamp=0.5, block_kwargs={}, mapping_kwargs={},
+                     epilogue_kwargs=dict(mbstd_group_size=None)),
+}
+# (seed, truncation_psi, noise_mode, conv_clamp override). The clamp-1 case makes clamping bite.
+G_IMAGE_CASES = [(0, 1.0, "const", None), (1, 1.0, "const", None), (2, 0.7, "const", None),
+                 (3, 1.0, "none", None), (4, 1.0, "const", 1.0)]
+FREEZE_D = (10, 13)
+
+
+def import_nvidia(nvidia_dir: str):
+    """Import NVIDIA's training.networks from a checkout (its CPU path uses the reference ops)."""
+    if not (Path(nvidia_dir) / "training" / "networks.py").is_file():
+        sys.exit(f"error: {nvidia_dir} has no training/networks.py; expected a stylegan2-ada-pytorch checkout")
+    sys.path.insert(0, str(nvidia_dir))
+    from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
+    conv2d_gradfix.enabled = False  # plain torch convs; the custom op only exists for torch 1.7-1.9 CUDA
+    from training import networks  # noqa: PLC0415
+    return networks
+
+
+def plain(obj):
+    """NVIDIA's init_kwargs are EasyDicts; store JSON-able plain containers."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+@torch.no_grad()
+def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
+    """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0."""
+    for name, t in list(net.named_parameters()) + list(net.named_buffers()):
+        if name.endswith("resample_filter"):
+            continue
+        noise = torch.randn(t.shape, generator=gen)
+        if name.endswith("affine.bias"):
+            t.copy_(1 + 0.2 * noise)
+        elif name.endswith("noise_strength"):
+            t.copy_(0.1 + 0.4 * torch.rand(t.shape, generator=gen))
+        elif name.endswith("bias") or name.endswith("w_avg"):
+            t.copy_(0.3 * noise)
+        elif name.endswith("torgb.weight"):  # keep images mostly inside [-1, 1] so uint8 rarely saturates
+            t.mul_(0.25)
+
+
+def state_dict_of(net) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    return (img.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def make_generator(networks, name: str, kwargs: dict, out: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    G = networks.Generator(**kwargs).eval()
+    randomise(G, torch.Generator().manual_seed(seed))
+    sd = state_dict_of(G)
+    cases = []
+    for img_seed, psi, noise_mode, clamp in G_IMAGE_CASES:
+        net = G
+        if clamp is not None:
+            kw = json.loads(json.dumps(kwargs))
+            kw["synthesis_kwargs"]["conv_clamp"] = clamp
+            net = networks.Generator(**kw).eval()
+            net.load_state_dict(sd)
+        z = torch.from_numpy(np.random.RandomState(img_seed).randn(1, G.z_dim))
+        ws = net.mapping(z, None, truncation_psi=psi)
+        img = net.synthesis(ws, noise_mode=noise_mode, force_fp32=True)
+        cases.append(dict(seed=img_seed, truncation_psi=psi, noise_mode=noise_mode, conv_clamp=clamp,
+                          z=z.float(), ws=ws.float(), img=img.float()))
+        if name == "g32_skip":
+            png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{'' if clamp is None else f'_clamp{clamp:g}'}.png"
+            Image.fromarray(to_uint8(img)[0], "RGB").save(png)
+    torch.save(dict(init_kwargs=plain(G.init_kwargs), state_dict=sd, cases=cases), out / f"{name}.pt")
+
+
+@torch.no_grad()
+def make_discriminator(networks, name: str, kwargs: dict, out: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    D = networks.Discriminator(**kwargs).eval()
+    randomise(D, torch.Generator().manual_seed(seed))
+    res = kwargs["img_resolution"]
+    img = torch.rand([8, 3, res, res], generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
+    logits = D(img, None, force_fp32=True)
+    torch.save(dict(init_kwargs=plain(D.init_kwargs), state_dict=state_dict_of(D), img=img, logits=logits.float()),
+               out / f"{name}.pt")
+
+
+def manifest(networks) -> dict:
+    """Names and shapes of NVIDIA's paper256 networks, with which D tensors Freeze-D turns into buffers."""
+    G = networks.Generator(**PAPER256_G_KWARGS)
+    D = networks.Discriminator(**PAPER256_D_KWARGS)
+    frozen = {}
+    for k in FREEZE_D:
+        Dk = networks.Discriminator(**{**PAPER256_D_KWARGS, "block_kwargs": {"freeze_layers": k}})
+        params = {n for n, _ in Dk.named_parameters()}
+        frozen[str(k)] = sorted(n for n in Dk.state_dict() if n not in params and not n.endswith("resample_filter"))
+
+    def describe(net):
+        return dict(init_kwargs=plain(net.init_kwargs),
+                    num_params=sum(p.numel() for p in net.parameters()),
+                    parameters=sorted(n for n, _ in net.named_parameters()),
+                    state_dict={n: list(t.shape) for n, t in net.state_dict().items()})
+    return dict(source="NVlabs/stylegan2-ada-pytorch training/networks.py, cfg=paper256 at 256 px",
+                G=describe(G), D=dict(describe(D), frozen_by_freeze_layers=frozen),
+                num_ws=G.num_ws)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
+                    help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
+    ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
+    args = ap.parse_args(argv)
+    if not args.nvidia_dir:
+        sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
+    networks = import_nvidia(args.nvidia_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (name, kw) in enumerate(G_CASES.items()):
+        make_generator(networks, name, kw, out, seed=100 + i)
+    for i, (name, kw) in enumerate(D_CASES.items()):
+        make_discriminator(networks, name, kw, out, seed=200 + i)
+    (out / "paper256_manifest.json").write_text(json.dumps(manifest(networks), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
