@@ -1,0 +1,214 @@
+"""Blend the base model with the current G_ema at every checkpoint and score every cell.
+
+A cell is (epoch, swap_res, direction); `none` is the unblended fine-tuned G_ema and `base` the base
+model (scored once). Rows go to metrics.csv (long format, DESIGN §3), fixed-seed sample strips to
+samples/blends/epoch=NNNN/<cell>.png, scalars and a table to the logger. The work runs inside an
+isolated RNG so training is bit-for-bit the same with or without this callback.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from ..errors import UserError
+from .export import is_checkpoint_epoch
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def isolated_rng():
+    """Run a block without consuming or changing torch / numpy / python global RNG state."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def cell_name(swap_res, direction: str | None) -> str:
+    return str(swap_res) if swap_res in ("base", "none") else f"swap{swap_res}_{direction}"
+
+
+@dataclass
+class BlendScorer:
+    """Everything needed to score one checkpoint's cells; shared by the callback and post-hoc eval."""
+    run_dir: Path
+    base_path: str
+    data_dir: str
+    resolution: int
+    swap_res: list[int]
+    directions: list[str] = field(default_factory=lambda: ["low_base"])
+    width: float = 0.0
+    mapping: str = "low"
+    extractor_name: str = "randcnn"
+    num_gen: int = 200
+    batch_size: int = 32
+    inception_path: str | None = None
+    source_data: str | None = None
+    cache_dir: str | None = None
+    sample_seeds: list[int] = field(default_factory=lambda: list(range(6)))
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir)
+        self._ready = False
+
+    @classmethod
+    def from_config(cls, cfg: dict, run_dir: Path, device="cpu") -> "BlendScorer":
+        b, m = cfg["blend"], cfg["metrics"]
+        return cls(run_dir=run_dir, base_path=b["base"], data_dir=cfg["data"]["path"],
+                   resolution=int(cfg["data"]["resolution"]), swap_res=[int(r) for r in b["swap_res"]],
+                   directions=list(b.get("directions") or ["low_base"]), width=float(b.get("width", 0.0)),
+                   mapping=b.get("mapping", "low"), extractor_name=m["extractor"], num_gen=int(m["num_gen"]),
+                   batch_size=int(m.get("batch_size", 32)), inception_path=m.get("inception_path"),
+                   source_data=m.get("source_data"), cache_dir=cfg.get("paths", {}).get("cache_dir"),
+                   sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device))
+
+    # -------------------------------------------------------------- setup
+    def prepare(self, device=None) -> None:
+        """Load the base model, the extractor and the (cached) reference features; validate the grid."""
+        if device is not None:
+            self.device = str(device)
+        if self._ready:
+            return
+        from ..blending.swap import check_mapping, check_swap_res, check_width
+        from ..checkpoints import load_network
+        from ..evaluation import make_extractor, reference_features
+
+        if not self.base_path:
+            raise UserError("blend.base is not set: point it at the base (real-face) network to blend with")
+        self.base = load_network(self.base_path, device=self.device).G_ema.eval()
+        for r in self.swap_res:
+            check_swap_res(r, self.base.synthesis.block_resolutions)
+        check_width(self.width)
+        check_mapping(self.mapping)
+        self.extractor = make_extractor(self.extractor_name, device=self.device, inception_path=self.inception_path)
+        self.ref = reference_features(self.extractor, self.data_dir, self.resolution, cache_dir=self.cache_dir)
+        self.src_ref = None
+        if self.source_data:
+            self.src_ref = reference_features(self.extractor, self.source_data, self.resolution,
+                                              cache_dir=self.cache_dir, split="all")
+        self._ready = True
+
+    # -------------------------------------------------------------- scoring
+    def cells(self, include_base: bool):
+        """(swap_res, direction) pairs in report order."""
+        out = [("base", "")] if include_base else []
+        out += [(r, d) for d in self.directions for r in self.swap_res]
+        return out + [("none", "")]
+
+    def generator_for(self, tuned, swap_res, direction):
+        from ..blending import blend_generators, direction_pair
+
+        if swap_res == "base":
+            return self.base
+        if swap_res == "none":
+            return tuned
+        low, high = direction_pair(self.base, tuned, direction)
+        return blend_generators(low, high, int(swap_res), width=self.width, mapping=self.mapping)
+
+    @torch.no_grad()
+    def score_checkpoint(self, tuned, epoch: int, kimg: float, skip: set | None = None) -> list[dict]:
+        """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples."""
+        from ..evaluation import evaluate_generator
+
+        self.prepare()
+        skip = skip or set()
+        include_base = ("base", "") not in skip
+        rows = []
+        for swap_res, direction in self.cells(include_base):
+            if (str(swap_res), direction) in skip:
+                continue
+            G = self.generator_for(tuned, swap_res, direction)
+            scores = evaluate_generator(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
+                                        device=self.device, source_ref_features=self.src_ref)
+            self.save_samples(G, epoch, cell_name(swap_res, direction))
+            for metric, value in scores.items():
+                n_ref = len(self.src_ref) if metric.startswith("src_") else len(self.ref)
+                rows.append(dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction,
+                                 metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
+                                 extractor=self.extractor.name))
+        from ..evaluation.metrics_csv import append_metrics_rows
+
+        append_metrics_rows(self.run_dir / "metrics.csv", rows)
+        return rows
+
+    def save_samples(self, G, epoch: int, cell: str) -> Path:
+        from PIL import Image
+
+        from ..sampling import generate_images
+
+        imgs = generate_images(G, self.sample_seeds, noise_mode="const", batch_size=len(self.sample_seeds),
+                               device=self.device)
+        strip = torch.cat(list(imgs), dim=1).cpu().numpy()  # [H, N*W, C]
+        path = self.run_dir / "samples" / "blends" / f"epoch={epoch:04d}" / f"{cell}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.png")
+        Image.fromarray(strip).save(tmp)
+        os.replace(tmp, path)
+        return path
+
+
+def scored_cells(metrics_csv: Path) -> dict[int, set]:
+    """{epoch: {(swap_res, direction), ...}} already present in metrics.csv; base rows under key -1."""
+    done: dict[int, set] = {}
+    if not Path(metrics_csv).is_file():
+        return done
+    with open(metrics_csv, newline="") as f:
+        for row in csv.DictReader(f):
+            key = -1 if row["swap_res"] == "base" else int(row["epoch"])
+            done.setdefault(key, set()).add((row["swap_res"], row["direction"]))
+    return done
+
+
+class BlendEvalCallback(pl.Callback):
+    def __init__(self, scorer: BlendScorer, every_n_epochs: int):
+        self.scorer, self.every_n_epochs = scorer, int(every_n_epochs)
+
+    @classmethod
+    def from_config(cls, cfg: dict, run_dir: Path, every_n_epochs: int) -> "BlendEvalCallback":
+        return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        with isolated_rng():  # fail before training on a bad grid; loading must not shift the seed
+            self.scorer.prepare(device=pl_module.device)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
+        if trainer.global_rank != 0 or not is_checkpoint_epoch(trainer, self.every_n_epochs):
+            return
+        epoch = trainer.current_epoch + 1
+        done = scored_cells(self.scorer.run_dir / "metrics.csv")
+        skip = set(done.get(epoch, set())) | (done.get(-1, set()))
+        with isolated_rng():
+            rows = self.scorer.score_checkpoint(module.G_ema, epoch, module.kimg, skip=skip)
+        self._log(trainer, epoch, rows)
+
+    def _log(self, trainer, epoch: int, rows: list[dict]) -> None:
+        if not trainer.loggers:
+            return
+        scalars = {f"blend/{r['metric']}/{cell_name(r['swap_res'], r['direction'])}": float(r["value"]) for r in rows}
+        for lg in trainer.loggers:
+            lg.log_metrics(scalars, step=trainer.global_step)
+            if hasattr(lg, "log_table") and hasattr(lg, "log_image"):  # W&B: epoch x swap table + image strips
+                metrics = sorted({r["metric"] for r in rows})
+                cells = sorted({cell_name(r["swap_res"], r["direction"]) for r in rows})
+                data = [[epoch, c] + [next((float(r["value"]) for r in rows if r["metric"] == m and
+                                            cell_name(r["swap_res"], r["direction"]) == c), None) for m in metrics]
+                        for c in cells]
+                lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=data)
+                folder = self.scorer.run_dir / "samples" / "blends" / f"epoch={epoch:04d}"
+                paths = sorted(folder.glob("*.png"))
+                lg.log_image(key="blend/samples", images=[str(p) for p in paths], caption=[p.stem for p in paths])

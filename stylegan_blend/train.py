@@ -1,0 +1,123 @@
+"""`stylegan-blend-train`: the Hydra entry point. It only composes the config and wires objects."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import UserError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def _logger(cfg: DictConfig, run_dir: Path, plain: dict):
+    kind = cfg.logger.kind
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+    if kind == "wandb":
+        import os
+
+        from hydra.core.hydra_config import HydraConfig
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+        group, name = cfg.logger.group, cfg.name
+        if HydraConfig.initialized():
+            hc = HydraConfig.get()
+            if str(hc.mode) == "RunMode.MULTIRUN":
+                group = group or hc.sweep.dir
+            name = hc.job.override_dirname or name
+        return WandbLogger(project=cfg.logger.project, save_dir=str(run_dir), group=group or cfg.name,
+                           name=name, config=plain, mode=cfg.logger.mode)
+    raise UserError(f"logger.kind={kind!r}; expected csv, wandb or none")
+
+
+def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    if cfg.ckpt_path in (None, ""):
+        return None
+    if cfg.ckpt_path == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.exists():
+            print(f"ckpt_path=last: no {last} yet, starting a new run", file=sys.stderr)
+            return None
+        return str(last)
+    if not Path(cfg.ckpt_path).is_file():
+        raise UserError(f"ckpt_path={cfg.ckpt_path}: file not found (expected a Lightning .ckpt of this run)")
+    return str(cfg.ckpt_path)
+
+
+def train(cfg: DictConfig) -> Path:
+    """Fine-tune per `cfg`; returns the run directory."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+
+    from .callbacks import AtomicCheckpointIO, NetworkExport
+    from .data.datamodule import StyleGANDataModule
+    from .training.module import StyleGAN2Module
+
+    run_dir = run_dir_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
+                            mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
+    module = StyleGAN2Module(plain, run_dir=str(run_dir))
+    every = int(cfg.checkpoint.every_n_epochs)
+    callbacks = [
+        NetworkExport(run_dir, every, source=cfg.model.init_from),
+        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="epoch={epoch:04d}",
+                        auto_insert_metric_name=False, every_n_epochs=every, save_top_k=-1,
+                        save_last=bool(cfg.checkpoint.save_last), save_on_train_epoch_end=True),
+    ]
+    if cfg.callbacks.blend_eval and cfg.blend.base:
+        from .callbacks.blend_eval import BlendEvalCallback
+
+        callbacks.insert(1, BlendEvalCallback.from_config(plain, run_dir, every))
+    if cfg.callbacks.rich_progress and cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty():
+        callbacks.append(RichProgressBar())
+    logger = _logger(cfg, run_dir, plain)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
+                          plugins=[AtomicCheckpointIO()], _convert_="all")
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=_resume_path(cfg, run_dir))
+    finally:
+        if cfg.logger.kind == "wandb":
+            import wandb
+
+            wandb.finish()
+    return run_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> None:
+    from .training.module import TrainingDiverged
+
+    try:
+        run_dir = train(cfg)
+    except (UserError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"run directory: {run_dir}")
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Fine-tuning: the Lightning module, StyleGAN2 losses, G_ema, few-shot augmentation, diagnostics."""

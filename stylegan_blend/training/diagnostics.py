@@ -1,0 +1,105 @@
+"""Overfitting diagnostics measured once per epoch, without touching the training RNG.
+
+- D logits on training reals vs held-out validation reals vs fakes: as D memorises the few hundred
+  training images, train logits rise above val logits (the gap grows) — Karras et al. 2020 (ADA), fig. 1.
+- Memorisation: distance from each generated image to its nearest training image, relative to the
+  same distance for held-out reals. A ratio well below 1 means samples sit closer to the training set
+  than unseen real images do, i.e. G copies its training data.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DIAG_COLUMNS = ["epoch", "kimg", "metric", "value"]
+
+
+def as_float_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC/NCHW or float NCHW in [-1, 1] -> float NCHW in [-1, 1]."""
+    if x.dtype == torch.uint8:
+        if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            x = x.permute(0, 3, 1, 2)
+        return x.float() / 127.5 - 1
+    return x.float()
+
+
+class EpochDiagnostics:
+    def __init__(self, cfg: dict):
+        self.num_images = int(cfg.get("num_images", 32))
+        self.grid_size = int(cfg.get("grid_size", 16))
+        self.seed = int(cfg.get("seed", 1234))
+        self.memorisation_res = int(cfg.get("memorisation_res", 16))
+
+    @torch.no_grad()
+    def _fixed_fakes(self, module, n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed)  # fixed z, isolated from the global RNG
+        z = torch.randn(n, module.G_ema.z_dim, generator=g).to(module.device)
+        was_training = module.G_ema.training
+        module.G_ema.eval()
+        imgs = torch.cat([module.G_ema(zc, None, noise_mode="const") for zc in z.split(16)])
+        module.G_ema.train(was_training)
+        return imgs.clamp(-1, 1)
+
+    @torch.no_grad()
+    def _logits(self, D, images: torch.Tensor) -> float:
+        if len(images) == 0:
+            return float("nan")
+        group = D.b4.mbstd.group_size if D.b4.mbstd is not None and D.b4.mbstd.group_size else 1
+        if len(images) > group:
+            images = images[: len(images) // group * group]
+        return float(torch.cat([D(chunk) for chunk in images.split(group * 4)]).mean())
+
+    def _nn_dist(self, queries: torch.Tensor, refs: torch.Tensor) -> torch.Tensor:
+        r = self.memorisation_res
+        q = F.adaptive_avg_pool2d(queries, r).flatten(1)
+        k = F.adaptive_avg_pool2d(refs, r).flatten(1)
+        return torch.cdist(q, k).min(dim=1).values
+
+    @torch.no_grad()
+    def measure(self, module) -> dict:
+        dm = getattr(module.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "train_images"):
+            return {}
+        dev = module.device
+        train = as_float_images(dm.train_images(max_n=self.num_images)).to(dev)
+        val = as_float_images(dm.val_images(max_n=self.num_images)).to(dev)
+        fakes = self._fixed_fakes(module, max(self.num_images, 1))
+        out = {"d_real_train": self._logits(module.D, train), "d_real_val": self._logits(module.D, val),
+               "d_fake": self._logits(module.D, fakes)}
+        out["d_gap"] = out["d_real_train"] - out["d_real_val"]
+        all_train = as_float_images(dm.train_images()).to(dev)
+        if len(val):
+            out["memorisation"] = float(self._nn_dist(fakes, all_train).mean() / self._nn_dist(val, all_train).mean())
+        else:
+            out["memorisation"] = float("nan")
+        return out
+
+    def write(self, run_dir: Path, epoch: int, kimg: float, row: dict, module) -> None:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / "diagnostics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(DIAG_COLUMNS)
+            for k, v in row.items():
+                w.writerow([epoch, f"{kimg:.3f}", k, f"{v:.6g}"])
+        grid_path = self.save_grid(run_dir / "samples" / f"epoch={epoch:04d}.png", module)
+        log_image = getattr(module.logger, "log_image", None)
+        if callable(log_image):
+            log_image(key="samples/fixed_z", images=[str(grid_path)], step=module.global_step)
+
+    def save_grid(self, path: Path, module) -> Path:
+        import torchvision.utils as vutils
+
+        imgs = self._fixed_fakes(module, self.grid_size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.png")
+        vutils.save_image((imgs + 1) / 2, tmp, nrow=int(self.grid_size ** 0.5) or 1)
+        os.replace(tmp, path)
+        return path

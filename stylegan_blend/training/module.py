@@ -1,0 +1,293 @@
+"""Lightning module for StyleGAN2 fine-tuning with manual optimisation (NVIDIA's phase schedule).
+
+Per minibatch: Gmain, Greg (path length, every `pl_interval`), Dmain, Dreg (R1, every
+`r1_interval`), then the G_ema update and the ADA adjustment. Counters (nimg, epoch, step) are kept
+here and in the checkpoint: Lightning's `global_step` counts optimizer steps, not minibatches.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from ..errors import UserError
+from ..networks import Discriminator, Generator
+from . import losses
+from .architecture import resolve
+from .diagnostics import EpochDiagnostics
+from .ema import ema_beta, update_ema
+
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after too many consecutive non-finite losses in one phase."""
+
+
+def _defaults(train: dict) -> dict:
+    t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
+             r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2,
+             style_mixing=0.9, ema_kimg=None, ema_rampup=0.05, freeze_d=0, mbstd_group_size=None,
+             compile=False, channels_last=False, max_nonfinite=5, diagnostics=None)
+    t.update({k: v for k, v in (train or {}).items()})
+    return t
+
+
+class StyleGAN2Module(pl.LightningModule):
+    """G, D, G_ema plus the few-shot stabilisers; `cfg` is a plain dict (model/train/augment sections)."""
+
+    def __init__(self, cfg: dict, run_dir: str | None = None):
+        super().__init__()
+        self.save_hyperparameters({"cfg": cfg})  # plain container: loadable with weights_only=True
+        self.automatic_optimization = False
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.tcfg = _defaults(cfg.get("train"))
+        G_kwargs, D_kwargs, loaded = resolve(cfg.get("model") or {}, freeze_d=self.tcfg["freeze_d"],
+                                             mbstd_group_size=self.tcfg["mbstd_group_size"])
+        self.G = Generator(**G_kwargs)
+        self.D = Discriminator(**D_kwargs)
+        if loaded is not None:
+            src_G = loaded.G if loaded.G is not None else loaded.G_ema
+            self.G.load_state_dict(src_G.state_dict())
+            if loaded.D is not None:
+                self.D.load_state_dict(loaded.D.state_dict())
+            self.G_ema = copy.deepcopy(loaded.G_ema).eval().requires_grad_(False)
+            self.init_meta = dict(loaded.meta or {})
+        else:
+            self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+            self.init_meta = {}
+        self.augment, self.ada = _build_augment(cfg.get("augment") or {"kind": "none"})
+        self.register_buffer("pl_mean", torch.zeros([]))
+        self.nimg = float(self.tcfg["start_kimg"]) * 1000
+        self.epochs_done = 0
+        self.minibatch = 0
+        self._nonfinite = {p: 0 for p in PHASES}
+        self._d_trainable = [p for p in self.D.parameters() if p.requires_grad]
+        self._compiled = None
+        self.epoch_means = torch.nn.ModuleDict({k: MeanMetric() for k in (
+            "loss_G", "loss_D", "r1_penalty", "pl_penalty", "d_real", "d_fake")})
+        self.diagnostics = EpochDiagnostics(self.tcfg.get("diagnostics") or {})
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def kimg(self) -> float:
+        return self.nimg / 1000
+
+    @property
+    def r1_gamma(self) -> float:
+        g = self.tcfg["r1_gamma"]
+        return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"]) if g is None else float(g)
+
+    def configure_optimizers(self):
+        t = self.tcfg
+        g_lr, g_betas = losses.lazy_adam_params(t["g_lr"], t["betas"], t["pl_interval"] if t["pl_weight"] else None)
+        d_lr, d_betas = losses.lazy_adam_params(t["d_lr"], t["betas"], t["r1_interval"] if self.r1_gamma else None)
+        opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=t["eps"])
+        opt_D = torch.optim.Adam(self._d_trainable, lr=d_lr, betas=d_betas, eps=t["eps"])
+        return [opt_G, opt_D]
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        res = getattr(dm, "resolution", None)
+        if res is not None and int(res) != self.G.img_resolution:
+            raise UserError(f"data.resolution={res} but the model generates {self.G.img_resolution} px; "
+                            f"prepare the data at {self.G.img_resolution} px or choose another model")
+        if self.device.type == "cuda" and self.tcfg["channels_last"]:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+
+    def _forward_fns(self):
+        """(synthesis, D) callables; torch.compile'd when asked (not registered as submodules)."""
+        if self._compiled is None:
+            if self.tcfg["compile"]:
+                self._compiled = (torch.compile(self.G.synthesis), torch.compile(self.D))
+            else:
+                self._compiled = (self.G.synthesis, self.D)
+        return self._compiled
+
+    # ------------------------------------------------------------------ networks
+    def run_G(self, z: torch.Tensor, compiled: bool = True):
+        synthesis = self._forward_fns()[0] if compiled else self.G.synthesis
+        ws = self.G.mapping(z, None)
+        if self.tcfg["style_mixing"] > 0:  # mixing regularisation (StyleGAN, sec. 3.1)
+            cutoff = int(torch.randint(1, ws.shape[1], ()))
+            if float(torch.rand(())) >= self.tcfg["style_mixing"]:
+                cutoff = ws.shape[1]
+            ws2 = self.G.mapping(torch.randn_like(z), None, skip_w_avg_update=True)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return synthesis(ws), ws
+
+    def run_D(self, img: torch.Tensor, compiled: bool = True):
+        if self.augment is not None:
+            img = self.augment(img)
+        D = self._forward_fns()[1] if compiled else self.D
+        return D(img)
+
+    def _trainable(self, G: bool, D: bool) -> None:
+        self.G.requires_grad_(G)
+        for p in self._d_trainable:
+            p.requires_grad_(D)
+
+    # ------------------------------------------------------------------ training
+    def _step(self, phase: str, opt, loss: torch.Tensor, gain: float = 1.0) -> bool:
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            self._nonfinite[phase] += 1
+            self.log(f"nonfinite/{phase}", float(self._nonfinite[phase]), on_step=True, on_epoch=False)
+            if self._nonfinite[phase] >= self.tcfg["max_nonfinite"]:
+                last = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+                raise TrainingDiverged(f"phase {phase}: {self._nonfinite[phase]} non-finite losses in a row "
+                                       f"at kimg {self.kimg:.1f}; last good checkpoint: {last}")
+            return False
+        self._nonfinite[phase] = 0
+        self.manual_backward(loss * gain if gain != 1 else loss)
+        opt.step()
+        return True
+
+    def training_step(self, batch, batch_idx):
+        real = batch[0] if isinstance(batch, (list, tuple)) else batch
+        t = self.tcfg
+        n = real.shape[0]
+        opt_G, opt_D = self.optimizers()
+        z_dim = self.G.z_dim
+
+        # Gmain: make D call fakes real.
+        self._trainable(G=True, D=False)
+        fake, _ = self.run_G(torch.randn(n, z_dim, device=self.device))
+        loss_G = losses.g_nonsaturating(self.run_D(fake)).mean()
+        self._step("Gmain", opt_G, loss_G)
+        self.epoch_means["loss_G"].update(loss_G.detach())
+
+        # Greg: lazy path-length regularisation on a shrunk batch.
+        if t["pl_weight"] and self.minibatch % t["pl_interval"] == 0:
+            m = max(n // t["pl_batch_shrink"], 1)
+            fake, ws = self.run_G(torch.randn(m, z_dim, device=self.device), compiled=False)
+            lengths = losses.path_length(fake, ws)
+            pl_mean = self.pl_mean.lerp(lengths.mean().detach(), t["pl_decay"])
+            self.pl_mean.copy_(pl_mean)
+            penalty = (lengths - pl_mean).square()
+            loss = (fake[:, 0, 0, 0] * 0 + penalty * t["pl_weight"]).mean()
+            self._step("Greg", opt_G, loss, gain=t["pl_interval"])
+            self.epoch_means["pl_penalty"].update(penalty.mean().detach())
+
+        # Dmain: logistic loss on fakes and reals.
+        self._trainable(G=False, D=True)
+        with torch.no_grad():
+            fake, _ = self.run_G(torch.randn(n, z_dim, device=self.device))
+        fake_logits = self.run_D(fake)
+        real_logits = self.run_D(real)
+        loss_D = losses.d_logistic(real_logits, fake_logits).mean()
+        self._step("Dmain", opt_D, loss_D)
+        self.epoch_means["loss_D"].update(loss_D.detach())
+        self.epoch_means["d_real"].update(real_logits.detach().mean())
+        self.epoch_means["d_fake"].update(fake_logits.detach().mean())
+        self.ada.accumulate(real_logits.detach())
+
+        # Dreg: lazy R1 on reals.
+        if self.r1_gamma and self.minibatch % t["r1_interval"] == 0:
+            real_tmp = real.detach().requires_grad_(True)
+            logits = self.run_D(real_tmp, compiled=False)
+            penalty = losses.r1_penalty(logits, real_tmp)
+            loss = (logits[:, 0] * 0 + penalty * (self.r1_gamma / 2)).mean()
+            self._step("Dreg", opt_D, loss, gain=t["r1_interval"])
+            self.epoch_means["r1_penalty"].update(penalty.mean().detach())
+        self._trainable(G=True, D=True)
+
+        # Counters, G_ema, ADA.
+        world = self.trainer.world_size if self._trainer is not None else 1
+        self.nimg += n * world
+        self.minibatch += 1
+        ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else t["batch_size"] * 10 / 32
+        update_ema(self.G_ema, self.G, ema_beta(n * world, ema_kimg, self.nimg, t["ema_rampup"]))
+        self.ada.step(self.augment, n * world)
+
+        self.log_dict({"kimg": self.kimg, "loss_G": loss_G.detach(), "loss_D": loss_D.detach()},
+                      prog_bar=True, on_step=True, on_epoch=False)
+        self.log_dict({"r_t": float(self.ada.r_t), "p": float(self.augment.p) if _has_p(self.augment) else 0.0},
+                      prog_bar=True, on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self) -> None:
+        self.epochs_done = self.current_epoch + 1
+        row = {k: float(m.compute()) if m.update_count else float("nan") for k, m in self.epoch_means.items()}
+        for m in self.epoch_means.values():
+            m.reset()
+        row["r_t"] = float(self.ada.r_t)
+        row["ada_p"] = float(self.augment.p) if _has_p(self.augment) else 0.0
+        row.update(self.diagnostics.measure(self))
+        self.log_dict({f"diag/{k}": v for k, v in row.items()}, on_step=False, on_epoch=True)
+        if self.run_dir is not None and self.global_rank == 0:
+            self.diagnostics.write(self.run_dir, self.epochs_done, self.kimg, row, self)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["stylegan_blend"] = {
+            "G_kwargs": copy.deepcopy(self.G.init_kwargs), "D_kwargs": copy.deepcopy(self.D.init_kwargs),
+            "kimg": self.kimg, "nimg": self.nimg, "epoch": self.current_epoch + 1, "minibatch": self.minibatch,
+            "ada": self.ada.state_dict(), "nonfinite": dict(self._nonfinite), "rng": _rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("stylegan_blend")
+        if not state:
+            return
+        self.nimg = float(state["nimg"])
+        self.epochs_done = int(state["epoch"])
+        self.minibatch = int(state["minibatch"])
+        self.ada.load_state_dict(state["ada"])
+        self._nonfinite.update(state.get("nonfinite", {}))
+        _set_rng_state(state["rng"])
+
+
+def _has_p(augment) -> bool:
+    return augment is not None and hasattr(augment, "p")
+
+
+def _build_augment(acfg: dict):
+    """(augment module or None, ADA controller). The controller always measures r_t."""
+    from .augment import ADAController, DiffAugment, make_augment_pipe
+
+    kind = acfg.get("kind", "none")
+    if kind == "ada":
+        pipe = make_augment_pipe(acfg.get("preset", "bgc"))
+        pipe.p.fill_(float(acfg.get("initial_p", 0.0)))
+        ctrl = ADAController(target=acfg.get("target", 0.6), interval=acfg.get("interval", 4),
+                             ada_kimg=acfg.get("ada_kimg", 500))
+        return pipe, ctrl
+    ctrl = ADAController(target=acfg.get("target", 0.6), interval=acfg.get("interval", 4), adjust=False)
+    if kind == "diffaug":
+        return DiffAugment(policy=acfg.get("policy", "color,translation,cutout")), ctrl
+    if kind == "none":
+        return None, ctrl
+    raise UserError(f"augment.kind={kind!r}; expected ada, diffaug or none")
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": _plain(random.getstate()),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuple(state["python"]))
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(x):
+    return [_plain(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _tuple(x):
+    return tuple(_tuple(v) for v in x) if isinstance(x, list) else x
