@@ -1,0 +1,41 @@
+"""`stylegan-blend report RUN_DIR [RUN_DIR ...] [--out DIR] [--metric NAME]`."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .report import default_out_dir, load_sections, write_report
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="HTML report: epoch × swap grid, heatmap, overfitting curves, best blend",
+        description="Score-annotated epoch × swap grid, metric heatmap, overfitting diagnostics and the "
+                    "command that exports the best blend, as one self-contained folder.")
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="run directory (outputs/<experiment>/<run>/) with metrics.csv")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default RUN_DIR/report; required for several runs)")
+    parser.add_argument("--metric", default=None,
+                        help="metric to rank cells by (default kid, else fid, else a proxy kd_*/fd_*)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    target = default_out_dir(args.run_dirs, args.out)
+    sections = load_sections(args.run_dirs, args.metric)
+    index = write_report(sections, target)
+    print(f"report: {index}")
+    for section in sections:
+        print(f"\n{section.run.path} — {section.label} (lower is better)")
+        for best in section.per_epoch:
+            print(f"  {best}")
+        if section.overall is None:
+            print(f"  no blend cell scored with {section.metric}")
+            continue
+        print(f"  {section.overall}")
+        if section.command:
+            print(f"  export: {section.command}")
+        if section.command_note:
+            print(f"  note: {section.command_note}")
+    return 0

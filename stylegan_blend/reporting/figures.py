@@ -1,0 +1,204 @@
+"""Matplotlib figures of the report: score heatmap, score-vs-epoch curves, overfitting diagnostics.
+
+Uses the object-oriented API (`Figure` + Agg canvas), so nothing touches pyplot's global backend or state.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .rundir import DiagnosticRow
+from .scores import BestCell, ScoreGrid, is_blend
+
+CMAP = "viridis_r"  # low (good) = bright yellow, high (bad) = dark
+R_T_TARGET = 0.6  # ADA's target for r_t = E[sign(D(real))] (Karras et al. 2020)
+
+# Diagnostics panels: title, metrics on the main axis; anything else logged goes to an "other" panel.
+DIAGNOSTIC_PANELS = (
+    ("ADA overfitting heuristic r_t (target 0.6)", ("r_t",)),
+    ("D output: real train vs real val vs fake", ("d_real_train", "d_real_val", "d_fake", "d_gap")),
+    ("memorisation (lower = fakes copy training images)", ("memorisation",)),
+    ("losses and regularisers", ("loss_G", "loss_D", "r1_penalty", "pl_penalty")),
+)
+SECONDARY = {"r_t": "ada_p"}  # plotted on a twin axis of the same panel
+
+
+def cell_label(cell: str) -> str:
+    """swap32_low_base -> 'swap 32\\nlow_base' so heatmap columns stay narrow."""
+    if not is_blend(cell):
+        return cell
+    res, _, direction = cell.removeprefix("swap").partition("_")
+    return f"swap {res}\n{direction}"
+
+
+def _format(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def value_range(grids: list[ScoreGrid]) -> tuple[float, float]:
+    """Colour range over the blend cells of all grids (shared between runs); base/none may fall outside it
+    (they are references, often far away) and are then drawn in the end colour with their value printed."""
+    values = [g.values[:, [i for i, c in enumerate(g.cells) if is_blend(c)]] for g in grids]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if finite.size == 0:
+        finite = np.concatenate([g.values[np.isfinite(g.values)] for g in grids] + [np.array([0.0, 1.0])])
+    low, high = float(finite.min()), float(finite.max())
+    return (low, high) if high > low else (low - 0.5 * abs(low or 1), high + 0.5 * abs(high or 1))
+
+
+def curve_range(grids: list[ScoreGrid]) -> tuple[float, float] | None:
+    """Shared y range of the score curves of several runs (all cells, references included)."""
+    finite = [v for g in grids for v in g.values.ravel() if math.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    pad = 0.05 * (high - low) or 0.5
+    return low - pad, high + pad
+
+
+def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
+            vrange: tuple[float, float]) -> None:
+    """Epoch × swap heatmap with every value printed and the best blend boxed."""
+    n_rows, n_cols = grid.values.shape
+    fig = Figure(figsize=(max(5.0, 1.05 * n_cols + 2.2), max(3.0, 0.48 * n_rows + 2.0)), dpi=110,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    norm = Normalize(*vrange)
+    cmap = matplotlib.colormaps[CMAP].with_extremes(bad="#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(grid.values), cmap=cmap, norm=norm, aspect="auto",
+                      interpolation="nearest")
+    rgba = image.cmap(norm(np.nan_to_num(grid.values)))
+    for i, epoch in enumerate(grid.epochs):
+        for j, cell in enumerate(grid.cells):
+            value = grid.values[i, j]
+            if not math.isfinite(value):
+                ax.text(j, i, "–", ha="center", va="center", color="#777777", fontsize=9)
+                continue
+            r, g, b, _ = rgba[i, j]
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+            is_best = best is not None and (epoch, cell) == (best.epoch, best.cell)
+            ax.text(j, i, ("★ " if is_best else "") + _format(value), ha="center", va="center", fontsize=9,
+                    fontweight="bold" if is_best else "normal", color="white" if dark else "black")
+    if best is not None:
+        i, j = grid.epochs.index(best.epoch), grid.cells.index(best.cell)
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#e4002b", linewidth=3))
+    for j, cell in enumerate(grid.cells):  # thin separators around the reference columns
+        if not is_blend(cell):
+            ax.axvline(j - 0.5, color="white", linewidth=2)
+            ax.axvline(j + 0.5, color="white", linewidth=2)
+    ax.set_xticks(range(n_cols), [cell_label(c) for c in grid.cells], fontsize=8)
+    ax.set_yticks(range(n_rows), [f"epoch {e}\n{grid.kimg.get(e, math.nan):g} kimg" for e in grid.epochs],
+                  fontsize=8)
+    ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
+    ax.set_title(title, fontsize=9, wrap=True)
+    extend = _extend(grid.values, vrange)
+    fig.colorbar(image, ax=ax, shrink=0.9, extend=extend, label=f"{grid.metric} (lower is better)")
+    fig.savefig(path)
+
+
+def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
+    finite = values[np.isfinite(values)]
+    below, above = bool((finite < vrange[0]).any()), bool((finite > vrange[1]).any())
+    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[
+        (below, above)]
+
+
+def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
+                 ylim: tuple[float, float] | None) -> None:
+    """Score vs epoch, one line per blend; base and none dashed as references."""
+    fig = Figure(figsize=(6.4, 4.2), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    for j, cell in enumerate(grid.cells):
+        y = grid.values[:, j]
+        if not np.isfinite(y).any():
+            continue
+        style = dict(marker="o", markersize=4) if is_blend(cell) else dict(linestyle="--", color="0.45" if
+                                                                           cell == "base" else "0.15")
+        ax.plot(grid.epochs, y, label=cell, **style)
+    if best is not None:
+        ax.plot([best.epoch], [best.value], marker="*", markersize=16, color="#e4002b", linestyle="none",
+                label=f"best: {best.cell} @ epoch {best.epoch}")
+        ax.axvline(best.epoch, color="#e4002b", linewidth=0.8, alpha=0.5)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{grid.metric} (lower is better)")
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=2)
+    fig.savefig(path)
+
+
+def diagnostic_series(rows: list[DiagnosticRow]) -> dict[str, tuple[list[int], list[float]]]:
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for r in sorted(rows, key=lambda r: (r.epoch, r.kimg)):
+        xs, ys = series.setdefault(r.metric, ([], []))
+        xs.append(r.epoch)
+        ys.append(r.value)
+    return series
+
+
+def panel_layout(series_names) -> list[tuple[str, tuple[str, ...]]]:
+    known = {m for _, metrics in DIAGNOSTIC_PANELS for m in metrics} | set(SECONDARY.values())
+    other = tuple(sorted(set(series_names) - known))
+    return list(DIAGNOSTIC_PANELS) + ([("other diagnostics", other)] if other else [])
+
+
+def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per-panel y range over several runs, so side-by-side diagnostics share a scale."""
+    ranges = {}
+    names = set().union(*(s.keys() for s in all_series)) if all_series else set()
+    for title, metrics in panel_layout(names):
+        values = [v for s in all_series for m in metrics if m in s for v in s[m][1] if math.isfinite(v)]
+        if title.startswith("ADA"):
+            values += [R_T_TARGET]
+        if values:
+            low, high = min(values), max(values)
+            pad = 0.05 * (high - low) or 0.5
+            ranges[title] = (low - pad, high + pad)
+    return ranges
+
+
+def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[float, float],
+                ylims: dict[str, tuple[float, float]]) -> None:
+    """The overfitting panels next to the score curves: where the best blend sits relative to D memorising."""
+    panels = panel_layout(series.keys())
+    n_cols = 2
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = Figure(figsize=(8.4, 3.0 * n_rows), dpi=110, layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax, (title, metrics) in zip(axes, panels):
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlim(*xlim)
+        ax.set_xlabel("epoch", fontsize=8)
+        plotted = [m for m in metrics if m in series]
+        for m in plotted:
+            style = dict(linestyle=":", color="black") if m == "d_gap" else dict(marker=".")
+            label = "d_gap (train − val)" if m == "d_gap" else m
+            ax.plot(*series[m], label=label, **style)
+        if title.startswith("ADA"):
+            ax.axhline(R_T_TARGET, color="#e4002b", linestyle="--", linewidth=1, label="target 0.6")
+        secondary = [SECONDARY[m] for m in metrics if m in SECONDARY and SECONDARY[m] in series]
+        for m in secondary:
+            twin = ax.twinx()
+            twin.plot(*series[m], color="tab:gray", alpha=0.7, label=m)
+            twin.set_ylabel(m, fontsize=8)
+            twin.legend(fontsize=7, loc="lower right")
+        if best is not None:
+            ax.axvline(best.epoch, color="#e4002b", linewidth=0.8, alpha=0.5)
+        if not plotted:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="0.5")
+            continue
+        if title in ylims:
+            ax.set_ylim(*ylims[title])
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.savefig(path)

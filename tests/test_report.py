@@ -1,0 +1,190 @@
+"""Report: a hand-built run directory with hand-chosen scores, checked against hand-computed best cells."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylegan_blend.cli import main
+from stylegan_blend.errors import UserError
+from stylegan_blend.reporting import best_cells, build_report
+from stylegan_blend.reporting.rundir import METRICS_COLUMNS
+
+EPOCHS = {2: 4.0, 4: 8.0, 6: 12.0}  # epoch -> kimg
+# kid per (epoch, cell). Hand-picked so that per-epoch winners differ and `none` (a reference) is lowest.
+KID = {
+    2: {"base": 0.90, "swap16_low_base": 0.30, "swap32_low_base": 0.25, "swap64_low_base": 0.28, "none": 0.05},
+    4: {"base": 0.90, "swap16_low_base": 0.22, "swap32_low_base": 0.12, "swap64_low_base": 0.18, "none": 0.03},
+    6: {"base": 0.90, "swap16_low_base": 0.20, "swap32_low_base": 0.15, "swap64_low_base": 0.11, "none": 0.02},
+}
+KID_BEST = {2: "swap32_low_base", 4: "swap32_low_base", 6: "swap64_low_base"}
+KID_OVERALL = (6, "swap64_low_base", 0.11)
+# fid ranks differently: swap16 at epoch 4 wins.
+FID = {e: {c: 100 * v + (-20 if (e, c) == (4, "swap16_low_base") else 0) for c, v in cells.items()}
+       for e, cells in KID.items()}
+
+
+def _csv_row(epoch, cell, metric, value, extractor):
+    swap_res, direction = (cell, "") if cell in ("base", "none") else (cell[4:6], cell[7:])
+    return f"{epoch},{EPOCHS[epoch]},{swap_res},{direction},{metric},{value},64,100,{extractor}"
+
+
+def make_run(root: Path, name: str = "run", metrics=(("kid", KID), ("fid", FID)), extractor: str = "inception",
+             base: str | None = "/models/ffhq256.pkl", images: bool = True, direction: str = "low_base") -> Path:
+    run = root / name
+    lines = [",".join(METRICS_COLUMNS)]
+    for metric, table in metrics:
+        for epoch, cells in table.items():
+            for cell, value in cells.items():
+                lines.append(_csv_row(epoch, cell.replace("low_base", direction), metric, value, extractor))
+    (run / ".hydra").mkdir(parents=True)
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    diag = ["epoch,kimg,metric,value"]
+    for i, (epoch, kimg) in enumerate(EPOCHS.items()):
+        for metric, value in {"r_t": 0.3 + 0.15 * i, "ada_p": 0.1 * i, "d_real_train": 1 + i, "d_real_val": 1 - i,
+                              "d_fake": -1 - i, "d_gap": 2 * i, "memorisation": 0.5 - 0.1 * i,
+                              "loss_G": 2 + i, "loss_D": 1 - 0.1 * i}.items():
+            diag.append(f"{epoch},{kimg},{metric},{value}")
+    (run / "diagnostics.csv").write_text("\n".join(diag) + "\n")
+    config = "blend:\n  swap_res: [16, 32, 64]\n" + (f"  base: {base}\n" if base else "")
+    (run / ".hydra" / "config.yaml").write_text(config)
+    (run / ".hydra" / "overrides.yaml").write_text(f"- data={name}\n")
+    if images:
+        rng = np.random.default_rng(0)
+        for epoch, cells in KID.items():
+            folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
+            folder.mkdir(parents=True)
+            for cell in cells:  # a row of 4 seeds, 16 px each
+                pixels = rng.integers(0, 256, (16, 64, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{cell.replace('low_base', direction)}.png")
+    return run
+
+
+def linked_paths(html: str) -> list[str]:
+    return [unquote(m) for m in re.findall(r'(?:src|href)="([^"]+)"', html) if not m.startswith("#")]
+
+
+def assert_self_contained(index: Path) -> str:
+    html = index.read_text()
+    links = linked_paths(html)
+    assert links
+    for link in links:
+        assert not re.match(r"^[a-z]+:|^/", link), link  # relative only
+        assert (index.parent / link).is_file(), link
+    return html
+
+
+def test_best_cells_hand_computed(tmp_path):
+    run = make_run(tmp_path)
+    best = best_cells(run / "metrics.csv", "kid")
+    assert [(b.scope, b.epoch, b.cell) for b in best[:-1]] == [("epoch", e, c) for e, c in KID_BEST.items()]
+    assert best[-1].scope == "overall"
+    assert (best[-1].epoch, best[-1].cell) == KID_OVERALL[:2]
+    assert best[-1].value == pytest.approx(KID_OVERALL[2]) and best[-1].swap_res == 64
+    # default metric is kid; dict rows work too; fid ranks swap16 @ epoch 4 first (100*0.22-20 = 2)
+    rows = [dict(zip(METRICS_COLUMNS, line.split(","))) for line in
+            (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert best_cells(rows)[-1] == best[-1]
+    fid = best_cells(rows, "fid")
+    assert (fid[-1].epoch, fid[-1].cell, fid[-1].value) == (4, "swap16_low_base", pytest.approx(2.0))
+
+
+def test_single_run_report(tmp_path, capsys):
+    run = make_run(tmp_path)
+    index = build_report([run])
+    assert index == run / "report" / "index.html"
+    html = assert_self_contained(index)
+    # best cell: marked in the grid and named in the exact export command
+    assert re.search(r'class="best-overall"><a href="img/run0/full/e0006_swap64_low_base.png"', html)
+    command = (f"stylegan-blend blend --low /models/ffhq256.pkl --high {(run / 'networks').resolve()}"
+               f"/epoch=0006.pt --swap-res 64 --out best_blend.pt")
+    assert command in html
+    assert "not comparable with published FID" not in html  # kid/fid are the real thing
+    for name in ("run0_heatmap.png", "run0_curves.png", "run0_diagnostics.png"):
+        with Image.open(run / "report" / "fig" / name) as im:
+            assert im.width > 300 and im.height > 200
+    # each score is printed under its cell
+    assert "kid 0.28" in html and "kid 0.11 ★ best overall" in html
+    assert html.count('<td class="best-epoch">') == 2  # epochs 2 and 4; epoch 6 holds the overall best
+
+    assert main(["report", str(run), "--metric", "fid"]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {index}" in out
+    epoch_lines = [line for line in out.splitlines() if line.strip().startswith("epoch")]
+    assert [line.split()[2] for line in epoch_lines] == ["swap32_low_base", "swap16_low_base", "swap64_low_base"]
+    assert "--swap-res 16" in out
+
+
+def test_proxy_metrics_are_labelled(tmp_path):
+    run = make_run(tmp_path, metrics=(("fd_tiny", FID), ("kd_tiny", KID)), extractor="tinycnn")
+    html = build_report([run]).read_text()
+    label = "proxy (tinycnn), not comparable with published FID"
+    assert html.count(label) >= 3  # default metric kd_tiny: heatmap note, table header kd_ and fd_
+    assert re.search(r"fd_tiny<small class=\"proxy\">" + re.escape(label), html)
+    assert "kd_tiny" in best_cells(run / "metrics.csv")[-1].metric
+
+
+def test_malformed_and_missing_inputs(tmp_path, capsys):
+    run = make_run(tmp_path)
+    (run / "metrics.csv").write_text("epoch,kimg,metric,value\n2,4.0,kid,0.1\n")
+    with pytest.raises(UserError, match=r"metrics\.csv: missing column\(s\) swap_res, direction.*expected columns"):
+        build_report([run])
+    assert main(["report", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(run / "metrics.csv") in err
+    assert not (run / "report").exists()  # nothing half-written
+
+    (run / "metrics.csv").write_text(",".join(METRICS_COLUMNS) + "\n2,4.0,16,low_base,kid,oops,1,1,x\n")
+    with pytest.raises(UserError, match=r"metrics\.csv:2: column value = 'oops' is not a number"):
+        build_report([run])
+    with pytest.raises(UserError, match="run directory not found"):
+        build_report([tmp_path / "nope"])
+    (run / "metrics.csv").unlink()
+    with pytest.raises(UserError, match=r"metrics\.csv: not found"):
+        build_report([run])
+    with pytest.raises(UserError, match="no metric 'kid'"):
+        build_report([make_run(tmp_path, "proxy", metrics=(("kd_x", KID),))], metric="kid")
+
+
+def test_missing_images_base_and_low_tuned(tmp_path):
+    run = make_run(tmp_path, base=None, images=False, direction="low_tuned")
+    html = assert_self_contained(build_report([run]))
+    assert html.count(">no image<") == 15  # 3 epochs × 5 cells
+    tuned = (run / "networks" / "epoch=0006.pt").resolve()
+    assert f"--low {tuned} --high &#x27;&lt;BASE&gt;&#x27; --swap-res 64" in html  # low_tuned: fine-tuned model low
+    assert "blend.base is not set in" in html
+
+
+def test_two_runs_side_by_side(tmp_path, capsys):
+    a = make_run(tmp_path, "anime")
+    b = make_run(tmp_path, "disney", metrics=(("kid", {e: {c: v / 2 for c, v in cells.items()}
+                                                       for e, cells in KID.items()}),))
+    with pytest.raises(UserError, match="needs --out"):
+        build_report([a, b])
+    index = build_report([a, b], out_dir=tmp_path / "sweep_report")
+    html = assert_self_contained(index)
+    assert 'id="comparison"' in html and 'id="run0"' in html and 'id="run1"' in html
+    assert "data=anime" in html and "data=disney" in html
+    assert 'href="img/run1/full/e0006_swap64_low_base.png"' in html
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "sweep_report")]) == 0
+    assert capsys.readouterr().out.count("overall") == 2
+
+
+def test_rebuild_keeps_stylized_and_refuses_foreign_folder(tmp_path):
+    run = make_run(tmp_path)
+    stylized = run / "report" / "stylized"
+    stylized.mkdir(parents=True)  # `stylize` may write here before any report exists
+    Image.new("RGB", (8, 8), "red").save(stylized / "me smiling.png")
+    build_report([run])
+    html = assert_self_contained(build_report([run]))  # rebuild over the previous report
+    assert (stylized / "me smiling.png").is_file()
+    assert "Stylised faces" in html and "<figcaption>me smiling.png</figcaption>" in html
+    assert not [p for p in run.iterdir() if p.name.startswith(".report")]  # temp folders cleaned up
+
+    with pytest.raises(UserError, match="refusing to replace"):
+        build_report([run], out_dir=run)  # the run directory itself is not a report
+    assert (run / "metrics.csv").is_file()
