@@ -97,10 +97,6 @@ class StyleGANDataModule(pl.LightningDataModule):
                           stacklevel=3)
             val = []
         else:
-            made_at = manifest.settings.get("resolution")
-            if made_at is not None and made_at != self.resolution:
-                raise UserError(f"{self.path}: prepared at {made_at}x{made_at} but the model resolution is "
-                                f"{self.resolution}; re-run `stylegan-blend prepare` with --res {self.resolution}")
             train = [self.path / f for f in sorted(manifest.files("train"))]
             val = [self.path / f for f in sorted(manifest.files("val"))]
             if not train:

@@ -75,11 +75,11 @@ class FaceGeometry:
 def sample_geometry(rng: np.random.Generator) -> FaceGeometry:
     """A fixed number of draws in a fixed order, whatever the domain: same stream -> same layout."""
     u = rng.uniform
-    face_w = u(0.40, 0.49)
+    face_w = u(0.36, 0.50)
     return FaceGeometry(
-        cx=u(-0.10, 0.10), cy=u(-0.06, 0.08), tilt=u(-0.15, 0.15), face_w=face_w,
+        cx=u(-0.15, 0.15), cy=u(-0.10, 0.12), tilt=u(-0.15, 0.15), face_w=face_w,
         face_h=face_w * u(1.18, 1.34), chin=u(0.15, 0.45), hair_style=int(u(0, 3)),
-        hair_top=u(0.05, 0.16), hair_side=u(1.08, 1.22), hair_len=u(0.3, 0.9), fringe=-u(0.42, 0.72),
+        hair_top=u(0.04, 0.14), hair_side=u(1.08, 1.22), hair_len=u(0.3, 0.9), fringe=-u(0.42, 0.72),
         fringe_waves=int(u(3, 7)), fringe_phase=u(0, 2 * math.pi), eye_y=u(-0.10, 0.05),
         eye_dx=u(0.36, 0.47), eye_size=u(0.9, 1.1), brow_tilt=u(-0.2, 0.2), nose_y=u(0.24, 0.34),
         mouth_y=u(0.50, 0.62), mouth_w=u(0.22, 0.36), smile=u(-0.3, 1.0), mouth_open=u(0, 1),
@@ -215,7 +215,7 @@ class _Painter:
         top, bottom = _hsv(g.background_hue, 0.18, 0.80), _hsv(g.background_hue, 0.25, 0.45)
         t = ((self.Y + 1) / 2)[..., None]
         self.canvas[:] = (1 - t) * top + t * bottom
-        self.canvas *= 1 + 0.10 * self.smooth_noise(0.10)[..., None]  # out-of-focus clutter
+        self.canvas *= 1 + 0.05 * self.smooth_noise(0.10)[..., None]  # out-of-focus clutter
 
     def clothes(self):
         g = self.g
