@@ -40,6 +40,8 @@ def make_run(root: Path, name: str = "run", metrics=(("kid", KID), ("fid", FID))
     for metric, table in metrics:
         for epoch, cells in table.items():
             for cell, value in cells.items():
+                if cell == "base" and epoch != 2:
+                    continue  # like the blend callback: the base model is scored once
                 lines.append(_csv_row(epoch, cell.replace("low_base", direction), metric, value, extractor))
     (run / ".hydra").mkdir(parents=True)
     (run / "metrics.csv").write_text("\n".join(lines) + "\n")
@@ -50,7 +52,8 @@ def make_run(root: Path, name: str = "run", metrics=(("kid", KID), ("fid", FID))
                               "loss_G": 2 + i, "loss_D": 1 - 0.1 * i}.items():
             diag.append(f"{epoch},{kimg},{metric},{value}")
     (run / "diagnostics.csv").write_text("\n".join(diag) + "\n")
-    config = "blend:\n  swap_res: [16, 32, 64]\n" + (f"  base: {base}\n" if base else "")
+    config = (f"model:\n  init_from: {base}\nblend:\n  base: ${{model.init_from}}\n" if base else "blend:\n")
+    config += "  swap_res: [16, 32, 64]\n  width: 0.0\n  mapping: low\n"
     (run / ".hydra" / "config.yaml").write_text(config)
     (run / ".hydra" / "overrides.yaml").write_text(f"- data={name}\n")
     if images:
@@ -58,7 +61,7 @@ def make_run(root: Path, name: str = "run", metrics=(("kid", KID), ("fid", FID))
         for epoch, cells in KID.items():
             folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
             folder.mkdir(parents=True)
-            for cell in cells:  # a row of 4 seeds, 16 px each
+            for cell in cells if epoch == 2 else [c for c in cells if c != "base"]:  # 4 seeds, 16 px each
                 pixels = rng.integers(0, 256, (16, 64, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{cell.replace('low_base', direction)}.png")
     return run
@@ -101,15 +104,18 @@ def test_single_run_report(tmp_path, capsys):
     # best cell: marked in the grid and named in the exact export command
     assert re.search(r'class="best-overall"><a href="img/run0/full/e0006_swap64_low_base.png"', html)
     command = (f"stylegan-blend blend --low /models/ffhq256.pkl --high {(run / 'networks').resolve()}"
-               f"/epoch=0006.pt --swap-res 64 --out best_blend.pt")
+               f"/epoch=0006.pt --swap-res 64 --mapping low --out best_blend.pt")
     assert command in html
     assert "not comparable with published FID" not in html  # kid/fid are the real thing
     for name in ("run0_heatmap.png", "run0_curves.png", "run0_diagnostics.png"):
         with Image.open(run / "report" / "fig" / name) as im:
             assert im.width > 300 and im.height > 200
     # each score is printed under its cell
-    assert "kid 0.28" in html and "kid 0.11 ★ best overall" in html
+    assert "kid 0.28" in html and "kid 0.11<br>★ best overall" in html
     assert html.count('<td class="best-epoch">') == 2  # epochs 2 and 4; epoch 6 holds the overall best
+    # the base model, scored and drawn once at epoch 2, stands in every row
+    assert html.count("kid 0.9<") == 3 and 'src="img/run0/e0006_base.png"' in html
+    assert "scored once, at epoch 2" in html
 
     assert main(["report", str(run), "--metric", "fid"]) == 0
     out = capsys.readouterr().out
@@ -154,6 +160,7 @@ def test_missing_images_base_and_low_tuned(tmp_path):
     run = make_run(tmp_path, base=None, images=False, direction="low_tuned")
     html = assert_self_contained(build_report([run]))
     assert html.count(">no image<") == 15  # 3 epochs × 5 cells
+    assert html.count("kid 0.9<") == 3  # base score fills its column
     tuned = (run / "networks" / "epoch=0006.pt").resolve()
     assert f"--low {tuned} --high &#x27;&lt;BASE&gt;&#x27; --swap-res 64" in html  # low_tuned: fine-tuned model low
     assert "blend.base is not set in" in html
@@ -165,13 +172,14 @@ def test_two_runs_side_by_side(tmp_path, capsys):
                                                        for e, cells in KID.items()}),))
     with pytest.raises(UserError, match="needs --out"):
         build_report([a, b])
-    index = build_report([a, b], out_dir=tmp_path / "sweep_report")
-    html = assert_self_contained(index)
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "sweep_report")]) == 0
+    assert capsys.readouterr().out.count("overall") == 2
+    html = assert_self_contained(tmp_path / "sweep_report" / "index.html")
     assert 'id="comparison"' in html and 'id="run0"' in html and 'id="run1"' in html
     assert "data=anime" in html and "data=disney" in html
     assert 'href="img/run1/full/e0006_swap64_low_base.png"' in html
-    assert main(["report", str(a), str(b), "--out", str(tmp_path / "sweep_report")]) == 0
-    assert capsys.readouterr().out.count("overall") == 2
+    # both heatmaps side by side, each with its own best cell (disney's kids are anime's halved: same cell)
+    assert html.count("★ best overall") == 2 and "kid 0.055<br>★ best overall" in html
 
 
 def test_rebuild_keeps_stylized_and_refuses_foreign_folder(tmp_path):

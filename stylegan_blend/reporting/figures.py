@@ -23,7 +23,7 @@ R_T_TARGET = 0.6  # ADA's target for r_t = E[sign(D(real))] (Karras et al. 2020)
 DIAGNOSTIC_PANELS = (
     ("ADA overfitting heuristic r_t (target 0.6)", ("r_t",)),
     ("D output: real train vs real val vs fake", ("d_real_train", "d_real_val", "d_fake", "d_gap")),
-    ("memorisation (lower = fakes copy training images)", ("memorisation",)),
+    ("memorisation (NN-distance ratio, < 1: copying)", ("memorisation",)),
     ("losses and regularisers", ("loss_G", "loss_D", "r1_penalty", "pl_penalty")),
 )
 SECONDARY = {"r_t": "ada_p"}  # plotted on a twin axis of the same panel
@@ -112,7 +112,7 @@ def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
 def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
                  ylim: tuple[float, float] | None) -> None:
     """Score vs epoch, one line per blend; base and none dashed as references."""
-    fig = Figure(figsize=(6.4, 4.2), dpi=110, layout="constrained")
+    fig = Figure(figsize=(6.4, 5.6), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     for j, cell in enumerate(grid.cells):
         y = grid.values[:, j]
@@ -131,7 +131,7 @@ def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
     ax.set_ylabel(f"{grid.metric} (lower is better)")
     ax.set_title(title, fontsize=9, wrap=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=2)
+    fig.legend(loc="outside lower center", fontsize=7, ncols=3)
     fig.savefig(path)
 
 
@@ -158,6 +158,8 @@ def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
         values = [v for s in all_series for m in metrics if m in s for v in s[m][1] if math.isfinite(v)]
         if title.startswith("ADA"):
             values += [R_T_TARGET]
+        if title.startswith("memorisation") and values:
+            values += [1.0]
         if values:
             low, high = min(values), max(values)
             pad = 0.05 * (high - low) or 0.5
@@ -171,8 +173,10 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
     panels = panel_layout(series.keys())
     n_cols = 2
     n_rows = math.ceil(len(panels) / n_cols)
-    fig = Figure(figsize=(8.4, 3.0 * n_rows), dpi=110, layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    fig = Figure(figsize=(8.4, 3.0 * n_rows), dpi=110)  # fixed margins: constrained layout costs seconds here
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, gridspec_kw=dict(
+        left=0.07, right=0.92, bottom=0.6 / (3.0 * n_rows), top=1 - 0.35 / (3.0 * n_rows),
+        wspace=0.32, hspace=0.45)).ravel()
     for ax, (title, metrics) in zip(axes, panels):
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
@@ -185,12 +189,13 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
             ax.plot(*series[m], label=label, **style)
         if title.startswith("ADA"):
             ax.axhline(R_T_TARGET, color="#e4002b", linestyle="--", linewidth=1, label="target 0.6")
-        secondary = [SECONDARY[m] for m in metrics if m in SECONDARY and SECONDARY[m] in series]
-        for m in secondary:
-            twin = ax.twinx()
-            twin.plot(*series[m], color="tab:gray", alpha=0.7, label=m)
-            twin.set_ylabel(m, fontsize=8)
-            twin.legend(fontsize=7, loc="lower right")
+        if title.startswith("memorisation") and plotted:
+            ax.axhline(1.0, color="0.4", linestyle="--", linewidth=1, label="held-out reals (1.0)")
+        legend_ax = ax
+        for m in (SECONDARY[m] for m in metrics if SECONDARY.get(m) in series):
+            legend_ax = ax.twinx()
+            legend_ax.plot(*series[m], color="tab:gray", alpha=0.7, label=m)
+            legend_ax.set_ylabel(m, fontsize=8)
         if best is not None:
             ax.axvline(best.epoch, color="#e4002b", linewidth=0.8, alpha=0.5)
         if not plotted:
@@ -198,7 +203,8 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
             continue
         if title in ylims:
             ax.set_ylim(*ylims[title])
-        ax.legend(fontsize=7, loc="upper left")
+        handles = [h for a in dict.fromkeys((ax, legend_ax)) for h in a.get_legend_handles_labels()[0]]
+        legend_ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)  # top axis: not hidden
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.savefig(path)

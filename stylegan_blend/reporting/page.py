@@ -21,7 +21,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; padding-bottom:
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; }
-table.grid td { text-align: center; vertical-align: top; }
+table.grid td { text-align: center; vertical-align: top; } table.grid th { white-space: nowrap; }
 table.grid img { display: block; margin: 0 auto; }
 .score { font-variant-numeric: tabular-nums; font-size: 0.9em; }
 .missing { color: #999; font-style: italic; padding: 1em 0; }
@@ -33,6 +33,8 @@ small.proxy { display: block; font-weight: normal; color: #a33; }
 pre.command { background: #272822; color: #f8f8f2; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figures img { max-width: 100%; border: 1px solid #eee; }
+.pair > a { flex: 1 1 40%; } .pair img { width: 100%; }
+.side > a { flex: 1 1 30%; max-width: 50%; } .side img { width: 100%; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; } .gallery figure { margin: 0; text-align: center; }
 .gallery img { max-height: 256px; }
 """
@@ -109,9 +111,9 @@ def _grid(s: RunSection) -> str:
             score = f"{escape(s.metric)} {_num(value)}" if math.isfinite(value) else "no score"
             cls = ""
             if (epoch, cell) == overall:
-                cls, score = "best-overall", score + " ★ best overall"
+                cls, score = "best-overall", score + "<br>★ best overall"
             elif (epoch, cell) in best_epoch:
-                cls, score = "best-epoch", score + " ☆ best of epoch"
+                cls, score = "best-epoch", score + "<br>☆ best of epoch"
             tds.append(f'<td class="{cls}">{visual}<div class="score">{score}</div></td>')
         kimg = s.grid.kimg.get(epoch)
         label = f"epoch {epoch}" + (f"<br><small>{kimg:g} kimg</small>" if kimg is not None else "")
@@ -166,6 +168,9 @@ def _section(s: RunSection, multi: bool) -> str:
                         for b in s.per_epoch)
     diagnostics = (_img(s.figures["diagnostics"], "overfitting diagnostics") if "diagnostics" in s.figures else
                    f'<p class="note">No diagnostics.csv in {escape(str(run.path))}.</p>')
+    base_note = (f" The base model does not change during fine-tuning: it was scored once, at epoch "
+                 f"{s.grid.base_epoch}, and that score and sample stand in every row."
+                 if s.grid.base_epoch is not None and len(s.grid.epochs) > 1 else "")
     stylized = (f"<h3>Stylised faces</h3>{_gallery(s.stylized)}" if s.stylized else "")
     return f"""
 <section id="{s.slug}">
@@ -178,14 +183,16 @@ def _section(s: RunSection, multi: bool) -> str:
 <p class="note">Rows are checkpoints, columns the base model, each swap resolution per direction
 (<code>low_base</code>: coarse layers from the base model, the seed study's blend; <code>low_tuned</code>: the
 reverse) and the unblended fine-tuned model (<code>none</code>). Each cell shows the first seeds of its sample
-row (click for all) and its {escape(s.label)}.</p>
+row (click for all) and its {escape(s.label)}.{base_note}</p>
 {_grid(s)}
 <h3>Heatmap</h3>
 <p class="note">Colour scale spans the blend cells{" of all runs scored with this metric" if multi else ""};
 base and none are references and may lie outside it. The box marks the best blend.</p>
 <div class="figures">{_img(s.figures["heatmap"], "heatmap of " + s.metric)}</div>
 <h3>Score vs epoch and overfitting diagnostics</h3>
-<div class="figures">{_img(s.figures["curves"], s.metric + " vs epoch")}{diagnostics}</div>
+<p class="note">The red line marks the epoch of the best blend: compare it with where D starts to tell training
+reals from held-out reals (d_gap rising, r_t above 0.6, memorisation falling below 1).</p>
+<div class="figures pair">{_img(s.figures["curves"], s.metric + " vs epoch")}{diagnostics}</div>
 <h3>All cells</h3>
 <p class="note">Click a header to sort. Lower is better for every distance.</p>
 {_table(s)}
@@ -209,7 +216,7 @@ def _comparison(sections: list[RunSection]) -> str:
 <div class="scroll"><table class="sortable"><thead><tr><th>run</th><th>overrides</th><th>metric</th>
 <th>best cell</th><th>epoch</th><th>value</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>
 <p class="note">Runs scored with the same metric share the heatmap colour scale and the curves' y axis.</p>
-<div class="figures">{heatmaps}</div>
+<div class="figures side">{heatmaps}</div>
 </section>"""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ..blending import direction_pair
 from ..errors import UserError
 from . import figures, page
 from .rundir import Run, load_run
@@ -63,13 +64,11 @@ def blend_command(run: Run, best: BestCell) -> tuple[str | None, str]:
     """`stylegan-blend blend ...` that rebuilds the scored blend, and a note on anything the user must check."""
     tuned = str(run.network_path(best.epoch).resolve())
     base = run.base_network or "<BASE>"
-    if best.direction == "low_base":  # the seed study: coarse layers from the real-face model
-        low, high = base, tuned
-    elif best.direction == "low_tuned":  # "toonify": coarse layers from the fine-tuned model
-        low, high = tuned, base
-    else:
-        return None, f"unknown direction {best.direction!r}: expected low_base or low_tuned"
-    options = [f"--{k}={v}" for k, v in run.blend_options.items()]
+    try:
+        low, high = direction_pair(base, tuned, best.direction)
+    except UserError as exc:
+        return None, str(exc)
+    options = [token for k, v in run.blend_options.items() for token in (f"--{k}", str(v))]
     command = shlex.join(["stylegan-blend", "blend", "--low", low, "--high", high,
                           "--swap-res", str(best.swap_res), *options, "--out", "best_blend.pt"])
     notes = [run.config_note] if run.config_note else []
@@ -95,7 +94,7 @@ def _copy_images(section: RunSection, folder: Path) -> None:
     (img_dir / "full").mkdir(parents=True, exist_ok=True)
     for epoch in section.grid.epochs:
         for cell in section.grid.cells:
-            source = section.run.samples.get((epoch, cell))
+            source = section.run.sample(epoch, cell)
             if source is None:
                 section.images[(epoch, cell)] = CellImage(None, None, "no image")
                 continue

@@ -69,6 +69,13 @@ class Run:
     def name(self) -> str:
         return self.path.name
 
+    def sample(self, epoch: int, cell: str) -> Path | None:
+        """The cell's sample strip; the base model's (drawn once) stands in for every epoch."""
+        if (epoch, cell) in self.samples or cell != "base":
+            return self.samples.get((epoch, cell))
+        drawn = [e for e, c in self.samples if c == "base"]
+        return self.samples[(max(drawn), "base")] if drawn else None
+
     def network_path(self, epoch: int) -> Path:
         return self.path / "networks" / f"epoch={epoch:04d}.pt"
 

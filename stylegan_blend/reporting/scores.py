@@ -73,9 +73,7 @@ class ScoreGrid:
     kimg: dict[int, float]
     cells: list[str]
     values: np.ndarray  # [len(epochs), len(cells)]
-
-    def value(self, epoch: int, cell: str) -> float:
-        return float(self.values[self.epochs.index(epoch), self.cells.index(cell)])
+    base_epoch: int | None = None  # the epoch the base model was scored at (the callback scores it once)
 
 
 def latest_scores(rows: Iterable[MetricRow], metric: str) -> dict[tuple[int, str], MetricRow]:
@@ -85,6 +83,8 @@ def latest_scores(rows: Iterable[MetricRow], metric: str) -> dict[tuple[int, str
 
 def score_grid(rows: list[MetricRow], metric: str, extra_epochs: Iterable[int] = (),
                extra_cells: Iterable[str] = ()) -> ScoreGrid:
+    """The grid of `metric`. The base model does not change with the epoch and is scored once, so its
+    latest score fills the whole `base` column."""
     scores = latest_scores(rows, metric)
     epochs = sorted({r.epoch for r in rows} | set(extra_epochs))
     cells = sorted({r.cell for r in rows} | set(extra_cells), key=cell_sort_key)
@@ -94,7 +94,11 @@ def score_grid(rows: list[MetricRow], metric: str, extra_epochs: Iterable[int] =
     values = np.full((len(epochs), len(cells)), np.nan)
     for (epoch, cell), r in scores.items():
         values[epochs.index(epoch), cells.index(cell)] = r.value
-    return ScoreGrid(metric, epochs, kimg, cells, values)
+    base_epoch = max((e for e, c in scores if c == "base"), default=None)
+    if base_epoch is not None:
+        column = values[:, cells.index("base")]
+        column[np.isnan(column)] = scores[(base_epoch, "base")].value
+    return ScoreGrid(metric, epochs, kimg, cells, values, base_epoch)
 
 
 @dataclass(frozen=True)
