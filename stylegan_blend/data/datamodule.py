@@ -19,7 +19,7 @@ def _load_uint8(path: Path) -> np.ndarray:
     """HxWx3 uint8; a file damaged after preparation is the user's to fix, so say which one."""
     try:
         with Image.open(path) as img:
-            return np.asarray(to_rgb(img))
+            return np.array(to_rgb(img))
     except DECODE_ERRORS as exc:
         raise UserError(f"{path}: unreadable image ({exc}); re-run `stylegan-blend prepare`") from None
 

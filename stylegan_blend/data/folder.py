@@ -165,7 +165,10 @@ def write_dataset(folder: Path, manifest: Manifest, previous: Manifest | None) -
     payload = {"format": MANIFEST_FORMAT, "version": 1, "settings": manifest.settings,
                "val_fraction": manifest.val_fraction, "seed": manifest.seed,
                "images": [dataclasses.asdict(e) for e in manifest.entries]}
-    atomic_write_bytes(folder / MANIFEST_NAME, (json.dumps(payload, indent=1) + "\n").encode())
+    data = (json.dumps(payload, indent=1) + "\n").encode()
+    path = folder / MANIFEST_NAME
+    if not (path.is_file() and path.read_bytes() == data):  # an unchanged re-run touches nothing
+        atomic_write_bytes(path, data)
     keep = {e.file for e in manifest.entries}
     removed = sorted({e.file for e in previous.entries} - keep) if previous else []
     for name in removed:
