@@ -42,7 +42,7 @@ def _read(path: Path):
         head = f.read(len(_LEGACY_TORCH_MAGIC))
     if not head:
         raise UserError(f"{path}: file is empty; {_EXPECTED}")
-    if zipfile.is_zipfile(path) or head.startswith(_LEGACY_TORCH_MAGIC):
+    if head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_TORCH_MAGIC):  # torch.save zip / pre-1.6
         return _torch_load(path)
     if head.startswith(_PICKLE_PROTOCOLS):
         return read_pickle(path)

@@ -10,6 +10,7 @@ the recorded `init_kwargs`. Anything else in the stream is refused by name.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -84,6 +85,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str):
+        # protocol <= 2 streams name Python 2 modules (__builtin__, copy_reg); use today's names, as pickle does
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
