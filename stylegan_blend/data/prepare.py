@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
 from rich.progress import track
 
 from ..errors import UserError
@@ -59,7 +60,8 @@ def prepare_images(src, dst, resolution: int = 256, crop: str = "center", val_fr
     report = PrepareReport(folder=dst, resolution=resolution)
     entries: list[Entry] = []
     first_seen: dict[str, str] = {}
-    for path in track(source_files(src, dst), description="images", disable=not progress, transient=True):
+    for path in track(source_files(src, dst), description="images", disable=not progress, transient=True,
+                      console=Console(stderr=True)):
         rel = path.relative_to(src).as_posix()
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             report.ignored.append(rel)

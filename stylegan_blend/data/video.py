@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+from rich.console import Console
 from rich.progress import track
 
 from ..errors import UserError
@@ -162,7 +163,8 @@ def prepare_video(src, dst, resolution: int = 256, frames_per_clip: int | None =
     entries: list[Entry] = []
     first_seen: dict[str, str] = {}
     dropped_similar = dropped_faceless = 0
-    for path in track(clips, description="clips", disable=not progress, transient=True):
+    for path in track(clips, description="clips", disable=not progress, transient=True,
+                      console=Console(stderr=True)):
         rel = path.relative_to(root).as_posix()
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             report.ignored.append(rel)
