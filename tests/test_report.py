@@ -158,8 +158,12 @@ def test_malformed_and_missing_inputs(tmp_path, capsys):
 
 def test_missing_images_base_and_low_tuned(tmp_path):
     run = make_run(tmp_path, base=None, images=False, direction="low_tuned")
+    folder = run / "samples" / "blends" / "epoch=0002"
+    folder.mkdir(parents=True)
+    (folder / "swap16_low_tuned.png").write_bytes(b"not a png")
+    Image.new("RGB", (8, 8)).save(folder / "none.tmp.png")  # the callback's temp file, mid-write
     html = assert_self_contained(build_report([run]))
-    assert html.count(">no image<") == 15  # 3 epochs × 5 cells
+    assert html.count(">no image<") == 14 and html.count(">unreadable image<") == 1  # 3 epochs × 5 cells
     assert html.count("kid 0.9<") == 3  # base score fills its column
     tuned = (run / "networks" / "epoch=0006.pt").resolve()
     assert f"--low {tuned} --high &#x27;&lt;BASE&gt;&#x27; --swap-res 64" in html  # low_tuned: fine-tuned model low

@@ -14,9 +14,9 @@ def register(subparsers) -> None:
                     "command that exports the best blend, as one self-contained folder.")
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
                         help="run directory (outputs/<experiment>/<run>/) with metrics.csv")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="report folder (default RUN_DIR/report; required for several runs)")
-    parser.add_argument("--metric", default=None,
+    parser.add_argument("--metric", default=None, metavar="NAME",
                         help="metric to rank cells by (default kid, else fid, else a proxy kd_*/fd_*)")
     parser.set_defaults(func=run)
 

@@ -12,6 +12,7 @@ from .scores import cell_sort_key, is_proxy, latest_scores, metric_label
 if TYPE_CHECKING:
     from .report import RunSection
 
+THUMB_HEIGHT = 96  # grid thumbnails are drawn this tall (small demo samples are upscaled, pixelated)
 GENERATOR_MARK = '<meta name="generator" content="stylegan-blend report">'
 
 CSS = """
@@ -22,7 +23,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; padding-bottom:
 table { border-collapse: collapse; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; }
 table.grid td { text-align: center; vertical-align: top; } table.grid th { white-space: nowrap; }
-table.grid img { display: block; margin: 0 auto; }
+table.grid img { display: block; margin: 0 auto; height: THUMB_HEIGHTpx; image-rendering: pixelated; }
 .score { font-variant-numeric: tabular-nums; font-size: 0.9em; }
 .missing { color: #999; font-style: italic; padding: 1em 0; }
 td.best-epoch { background: #fff7d6; } td.best-overall { background: #ffe08a; outline: 3px solid #e4002b; }
@@ -33,7 +34,7 @@ small.proxy { display: block; font-weight: normal; color: #a33; }
 pre.command { background: #272822; color: #f8f8f2; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .figures img { max-width: 100%; border: 1px solid #eee; }
-.pair > a { flex: 1 1 40%; } .pair img { width: 100%; }
+.pair > a { flex: 1 1 40%; max-width: 900px; } .pair img { width: 100%; }
 .side > a { flex: 1 1 30%; max-width: 50%; } .side img { width: 100%; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; } .gallery figure { margin: 0; text-align: center; }
 .gallery img { max-height: 256px; }
@@ -229,7 +230,7 @@ def render(sections: list[RunSection], shared_stylized: list[tuple[str, str]]) -
 {GENERATOR_MARK}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>stylegan-blend report: {runs}</title>
-<style>{CSS}</style></head>
+<style>{CSS.replace("THUMB_HEIGHT", str(THUMB_HEIGHT))}</style></head>
 <body>
 <h1>stylegan-blend report</h1>
 <p class="muted">{len(sections)} run(s): {runs}. Each blended generator is scored against the target set;

@@ -16,11 +16,11 @@ from PIL import Image, UnidentifiedImageError
 from ..blending import direction_pair
 from ..errors import UserError
 from . import figures, page
+from .page import THUMB_HEIGHT
 from .rundir import Run, load_run
 from .scores import BestCell, ScoreGrid, best_cells, default_metric, metric_label, score_grid
 
 GRID_SEEDS = 3  # seeds shown per grid cell (each sample PNG is a row of square fixed-seed images)
-THUMB_HEIGHT = 112
 STYLIZED = "stylized"  # written into report/stylized/ by `stylegan-blend stylize`; kept across rebuilds
 
 

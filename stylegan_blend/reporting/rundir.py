@@ -158,7 +158,8 @@ def find_samples(run_dir: Path) -> dict[tuple[int, str], Path]:
             match = _EPOCH_DIR.match(epoch_dir.name)
             if match and epoch_dir.is_dir():
                 for png in sorted(epoch_dir.glob("*.png")):
-                    samples[(int(match.group(1)), png.stem)] = png
+                    if not png.stem.endswith(".tmp"):  # the callback's write-then-rename temp file
+                        samples[(int(match.group(1)), png.stem)] = png
     return samples
 
 
@@ -183,8 +184,9 @@ def _read_config(run_dir: Path) -> tuple[str | None, dict[str, object], str, lis
         except Exception as exc:  # noqa: BLE001 - any YAML/OmegaConf failure just loses the convenience
             note = f"could not read {config_path}: {exc}".splitlines()[0]
     if base is None and not note:
-        note = (f"blend.base is not set in {config_path}: replace <BASE> with the base network the run was "
-                f"fine-tuned from (or set blend.base in the training config)")
+        where = f"blend.base is not set in {config_path}" if config_path.is_file() else f"no {config_path}"
+        note = (f"{where}: replace <BASE> with the base network the run was fine-tuned from "
+                f"(set blend.base in the training config for future runs)")
     overrides_path = run_dir / ".hydra" / "overrides.yaml"
     if overrides_path.is_file():
         try:
