@@ -66,8 +66,12 @@ def check_state(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
 
 
 def build(cls: Callable[..., nn.Module], kwargs: Mapping, state: Mapping[str, torch.Tensor], what: str,
-          source) -> nn.Module:
-    """Instantiate `cls(**kwargs)` and load `state` with strict=True; bad kwargs or state -> one UserError line."""
+          source, derived: tuple[str, ...] = ()) -> nn.Module:
+    """Instantiate `cls(**kwargs)` and load `state` with strict=True; bad kwargs or state -> one UserError line.
+
+    Keys ending in one of `derived` may be absent from `state`: formats that do not store them (rosinality
+    has no FIR filter buffers for non-resampling layers) get the values the kwargs define.
+    """
     if not isinstance(kwargs, Mapping):
         raise UserError(f"{source}: {what} kwargs are {type(kwargs).__name__}; expected a dict")
     if not isinstance(state, Mapping):
@@ -76,6 +80,11 @@ def build(cls: Callable[..., nn.Module], kwargs: Mapping, state: Mapping[str, to
         module = cls(**plain(kwargs))
     except (TypeError, ValueError, KeyError) as exc:
         raise UserError(f"{source}: {what} kwargs do not build a {cls.__name__}: {exc}") from None
+    if derived:
+        state = dict(state)
+        for key, value in module.state_dict().items():
+            if key not in state and key.endswith(derived):
+                state[key] = value
     check_state(module, state, what, source)
     with torch.no_grad():
         module.load_state_dict(dict(state), strict=True)

@@ -32,6 +32,7 @@ from ..networks.ops import setup_filter
 from .network import Network, build, plain
 
 Rule = tuple[str, str, Callable, Callable]  # (nvidia_key, rosinality_key, to_rosinality, to_nvidia)
+DERIVED = ("resample_filter",)  # NVIDIA buffers with no rosinality key: the [1,3,3,1] FIR the kwargs define
 
 
 def _same(t):
@@ -149,7 +150,11 @@ def _check_kernels(nv_state: Mapping, keys, what: str, source) -> None:
 
 
 def rosinality_to_nvidia_G(state: Mapping, source="rosinality") -> tuple[dict, dict]:
-    """rosinality generator state -> (NVIDIA-keyed state without mapping.w_avg, NVIDIA Generator kwargs)."""
+    """rosinality generator state -> (NVIDIA-keyed state, NVIDIA Generator kwargs).
+
+    The state lacks `mapping.w_avg` (rosinality keeps it apart as `latent_avg`) and the filter buffers of
+    layers that do not resample (rosinality has none); `build(..., derived=DERIVED)` supplies the latter.
+    """
     if "input.input" not in state or "style.1.weight" not in state:
         raise UserError(f"{source}: generator has no input.input/style.1.weight; not a rosinality StyleGAN2 layout")
     num_mapping = _count(state, "style.{}.weight", start=1)
@@ -162,18 +167,7 @@ def rosinality_to_nvidia_G(state: Mapping, source="rosinality") -> tuple[dict, d
                   img_resolution=R, img_channels=nv["synthesis.b4.torgb.weight"].shape[0],
                   mapping_kwargs=dict(num_layers=num_mapping),
                   synthesis_kwargs=channel_kwargs(channels, "generator", source))
-    _fill_filters(nv, Generator, kwargs)
     return nv, kwargs
-
-
-def _fill_filters(nv_state: dict, cls, kwargs: dict) -> None:
-    """Filters of layers that do not resample have no rosinality key; they are the fixed [1,3,3,1] FIR."""
-    filt = setup_filter(DEFAULT_FILTER)
-    with torch.device("meta"):  # only the buffer names are needed: skip allocating and initialising weights
-        names = [name for name, _ in cls(**kwargs).named_buffers()]
-    for name in names:
-        if name.endswith("resample_filter") and name not in nv_state:
-            nv_state[name] = filt.clone()
 
 
 def nvidia_to_rosinality_G(state: Mapping, source="generator") -> dict:
@@ -184,7 +178,7 @@ def nvidia_to_rosinality_G(state: Mapping, source="generator") -> dict:
 
 
 def rosinality_to_nvidia_D(state: Mapping, source="rosinality") -> tuple[dict, dict]:
-    """rosinality discriminator state -> (NVIDIA-keyed state, NVIDIA Discriminator kwargs)."""
+    """rosinality discriminator state -> (NVIDIA-keyed state without non-resampling filters, D kwargs)."""
     if "convs.0.0.weight" not in state or "final_conv.0.weight" not in state:
         raise UserError(f"{source}: discriminator has no convs.0.0.weight/final_conv.0.weight; "
                         f"not a rosinality StyleGAN2 layout")
@@ -197,7 +191,6 @@ def rosinality_to_nvidia_D(state: Mapping, source="rosinality") -> tuple[dict, d
     kwargs = dict(c_dim=0, img_resolution=R, img_channels=nv[f"b{R}.fromrgb.weight"].shape[1],
                   architecture="resnet", **channel_kwargs(channels, "discriminator", source),
                   epilogue_kwargs=dict(mbstd_group_size=4, mbstd_num_channels=1))
-    _fill_filters(nv, Discriminator, kwargs)
     return nv, kwargs
 
 
@@ -228,9 +221,10 @@ def from_rosinality(data: Mapping, source) -> Network:
         if data.get(key) is None:
             return None
         nv, kwargs = rosinality_to_nvidia_G(data[key], f"{source} [{key}]")
-        nv["mapping.w_avg"] = (latent_avg.reshape(-1) if latent_avg is not None
-                               else torch.zeros(kwargs["w_dim"]))
-        G = build(Generator, kwargs, nv, key, source)
+        if latent_avg is not None:
+            nv["mapping.w_avg"] = latent_avg.reshape(-1)
+        G = build(Generator, kwargs, nv, key, source,
+                  derived=DERIVED if latent_avg is not None else DERIVED + ("mapping.w_avg",))
         if latent_avg is None:
             G.mapping.w_avg.copy_(_estimate_w_avg(G))
         return G
@@ -241,7 +235,7 @@ def from_rosinality(data: Mapping, source) -> Network:
     D = None
     if data.get("d") is not None:
         nv, kwargs = rosinality_to_nvidia_D(data["d"], f"{source} [d]")
-        D = build(Discriminator, kwargs, nv, "d", source)
+        D = build(Discriminator, kwargs, nv, "d", source, derived=DERIVED)
     args = data.get("args")
     if isinstance(args, argparse.Namespace):
         try:
