@@ -80,7 +80,7 @@ def train(cfg: DictConfig) -> Path:
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
         NetworkExport(run_dir, every, source=cfg.model.init_from),
-        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="epoch={epoch:04d}",
+        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
                         auto_insert_metric_name=False, every_n_epochs=every, save_top_k=-1,
                         save_last=bool(cfg.checkpoint.save_last), save_on_train_epoch_end=True),
     ]
@@ -103,13 +103,30 @@ def train(cfg: DictConfig) -> Path:
     return run_dir
 
 
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> None:
     from .training.module import TrainingDiverged
 
     try:
         run_dir = train(cfg)
-    except (UserError, TrainingDiverged) as e:
+    except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
+        expected = isinstance(e, (UserError, TrainingDiverged))
+        if _is_multirun():
+            import traceback
+
+            out = run_dir_of(cfg)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "FAILED").write_text("".join(traceback.format_exception(e)))
+            print(f"error: job {out} failed: {e}", file=sys.stderr)
+            return
+        if not expected:
+            raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"run directory: {run_dir}")

@@ -38,24 +38,32 @@ class ImageFolderDataset(Dataset):
         img = _load_uint8(self.files[index])
         if flip:
             img = img[:, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 127.5 - 1.0
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
 class ShuffleFlipSampler(Sampler):
-    """Seeded permutation per epoch plus a seeded coin per image for x-flip: the whole stream of batches
-    is a function of `seed` (no dependence on the global RNG or the number of workers)."""
+    """Seeded permutation plus a seeded x-flip coin per image, re-derived from (seed, epoch) each epoch.
+
+    Lightning calls `set_epoch` before every epoch, so the batches of epoch k are the same whether the run
+    got there in one go or was resumed from a checkpoint (no dependence on the global RNG or workers).
+    """
 
     def __init__(self, num_images: int, mirror: bool, seed: int):
         self.num_images = num_images
         self.mirror = mirror
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.num_images
 
     def __iter__(self):
-        order = torch.randperm(self.num_images, generator=self.generator).tolist()
-        flips = (torch.rand(self.num_images, generator=self.generator) < 0.5).tolist()
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_images, generator=g).tolist()
+        flips = (torch.rand(self.num_images, generator=g) < 0.5).tolist()
         return iter([(i, self.mirror and f) for i, f in zip(order, flips)])
 
 

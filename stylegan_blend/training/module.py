@@ -221,6 +221,7 @@ class StyleGAN2Module(pl.LightningModule):
         row["ada_p"] = float(self.augment.p) if _has_p(self.augment) else 0.0
         row.update(self.diagnostics.measure(self))
         self.log_dict({f"diag/{k}": v for k, v in row.items()}, on_step=False, on_epoch=True)
+        self.log("epochs_done", float(self.epochs_done), on_step=False, on_epoch=True)  # checkpoint names
         if self.run_dir is not None and self.global_rank == 0:
             self.diagnostics.write(self.run_dir, self.epochs_done, self.kimg, row, self)
 
