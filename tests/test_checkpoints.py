@@ -233,10 +233,12 @@ def write_nvidia_style_pickle(path, nets, marker, protocol=4, G_kwargs=TINY_G):
     try:
         ed = fakes["dnnlib.util"].EasyDict
         snapshot = {"training_set_kwargs": ed(path="faces.zip", resolution=32),
-                    "G": stand_in(nets["G"], src, ed, G_kwargs), "G_ema": stand_in(nets["G_ema"], src, ed, G_kwargs),
+                    "G": stand_in(nets["G"], src, ed, G_kwargs),
+                    "G_ema": stand_in(nets["G_ema"], src, ed, G_kwargs),
                     "D": stand_in(nets["D"], src, ed, TINY_D, frozen={"b32.fromrgb", "b32.conv0"}),
-                    "augment_pipe": PersistentStandIn("AugmentPipe", {"_parameters": OrderedDict(), "_modules": OrderedDict(),
-                                                                      "_buffers": OrderedDict(p=torch.tensor(0.25))}, src)}
+                    "augment_pipe": PersistentStandIn("AugmentPipe", {
+                        "_parameters": OrderedDict(), "_modules": OrderedDict(),
+                        "_buffers": OrderedDict(p=torch.tensor(0.25))}, src)}
         with open(path, "wb") as f:
             pickle.dump(snapshot, f, protocol=protocol)
     finally:

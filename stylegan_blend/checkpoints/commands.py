@@ -1,7 +1,6 @@
 """`stylegan-blend convert | inspect | generate`: network files in, network files / images out."""
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from .network import atomic_write
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="any supported checkpoint -> stylegan-blend network file",
-                              description="Convert a checkpoint (native, Lightning .ckpt, NVIDIA .pkl, rosinality .pt; "
-                                          "detected from content) into a stylegan-blend network file, keeping G, D and G_ema.")
+                              description="Convert a checkpoint (native, Lightning .ckpt, NVIDIA .pkl, rosinality "
+                                          ".pt; detected from content) into a stylegan-blend network file, keeping "
+                                          "G, D and G_ema.")
     p.add_argument("src", type=Path, help="checkpoint to read")
     p.add_argument("dst", type=Path, help="network file to write (.pt)")
     p.set_defaults(func=convert_command)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import torch
@@ -30,11 +30,11 @@ def _torch_load(path: Path):
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line),
-                      first[0] if first else "")
-        raise UserError(f"{path}: refused by the weights-only loader ({detail}); only plain tensors and "
-                        f"containers are loaded") from None
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused is None:
+            raise
+        raise UserError(f"{path}: holds {refused.group(1)}, which the weights-only loader refuses; only plain "
+                        f"tensors and containers are loaded") from None
 
 
 def _read(path: Path):
@@ -62,7 +62,7 @@ def load_network(path, device="cpu") -> Network:
         data = _read(path)
     except UserError:
         raise
-    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError, zipfile.BadZipFile,
+    except (EOFError, pickle.UnpicklingError, RuntimeError, ValueError,
             AttributeError, IndexError, KeyError, TypeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: truncated or corrupt checkpoint ({reason})") from None

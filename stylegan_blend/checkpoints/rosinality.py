@@ -163,8 +163,9 @@ def rosinality_to_nvidia_G(state: Mapping, source="rosinality") -> tuple[dict, d
     nv = _apply(generator_rules(R, num_mapping), state, False, "generator", source)
     _check_kernels(nv, [k for k in nv if k.endswith("resample_filter")], "generator", source)
     channels = {r: nv[f"synthesis.b{r}.conv1.weight"].shape[0] for r in (2 ** i for i in range(2, 3 + num_up))}
-    kwargs = dict(z_dim=nv["mapping.fc0.weight"].shape[1], c_dim=0, w_dim=nv[f"mapping.fc{num_mapping - 1}.weight"].shape[0],
-                  img_resolution=R, img_channels=nv["synthesis.b4.torgb.weight"].shape[0],
+    kwargs = dict(z_dim=nv["mapping.fc0.weight"].shape[1], c_dim=0,
+                  w_dim=nv[f"mapping.fc{num_mapping - 1}.weight"].shape[0], img_resolution=R,
+                  img_channels=nv["synthesis.b4.torgb.weight"].shape[0],
                   mapping_kwargs=dict(num_layers=num_mapping),
                   synthesis_kwargs=channel_kwargs(channels, "generator", source))
     return nv, kwargs
