@@ -43,7 +43,10 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def generate_images(G, seeds, truncation_psi: float = 1.0, noise_mode: str = "const",
                     batch_size: int = 8, device="cpu") -> torch.Tensor:
-    """Images for `seeds` as a uint8 tensor [N, H, W, C] on the CPU; G runs in eval mode and gets its mode back."""
+    """Images for `seeds` as a uint8 tensor [N, H, W, C] on the CPU (G must already live on `device`).
+
+    G runs in eval mode (no w_avg update, no grad) and gets its previous mode back.
+    """
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"noise mode {noise_mode!r}: expected const, random or none")
     if batch_size < 1:
