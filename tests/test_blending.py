@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-import types
 
 import pytest
 import torch
 
 from stylegan_blend.blending import blend_generators, blend_state_dicts, direction_pair, swap_alpha
+from stylegan_blend.checkpoints import load_network, save_network
 from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Generator
@@ -176,51 +175,23 @@ def test_direction_pair():
 
 # --- CLI ---------------------------------------------------------------------------------------------------
 
-def _native(G, meta=None) -> dict:
-    return {"format": "stylegan_blend.network", "version": 1,
-            "G_ema": {"kwargs": G.init_kwargs, "state_dict": G.state_dict()}, "meta": meta or {}}
-
-
-@pytest.fixture
-def checkpoints_api(monkeypatch):
-    """The checkpoints package (contract 1) or, until it lands, a stand-in with the same two functions."""
-    try:
-        from stylegan_blend.checkpoints import load_network, save_network  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    def load_network(path, device="cpu"):
-        data = torch.load(path, weights_only=True)
-        G = Generator(**data["G_ema"]["kwargs"])
-        G.load_state_dict(data["G_ema"]["state_dict"])
-        return types.SimpleNamespace(format="native", G_ema=G.eval(), G=None, D=None, meta=data["meta"])
-
-    def save_network(path, G_ema, G=None, D=None, meta=None):
-        torch.save(_native(G_ema, meta), path)
-
-    stub = types.ModuleType("stylegan_blend.checkpoints")
-    stub.load_network, stub.save_network = load_network, save_network
-    monkeypatch.setitem(sys.modules, "stylegan_blend.checkpoints", stub)
-
-
 @pytest.fixture
 def files(tmp_path, pair):
     low, high = pair
     a, b = tmp_path / "low.pt", tmp_path / "high.pt"
-    torch.save(_native(low), a)
-    torch.save(_native(high), b)
+    save_network(a, low)
+    save_network(b, high)
     return a, b
 
 
-def test_blend_command_writes_native_file_with_blend_meta(checkpoints_api, files, tmp_path, pair, capsys):
+def test_blend_command_writes_native_file_with_blend_meta(files, tmp_path, pair, capsys):
     a, b = files
     out = tmp_path / "blend.pt"
     rc = main(["blend", "--low", str(a), "--high", str(b), "--swap-res", "8", "--width", "0.5",
                "--mapping", "high", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     data = torch.load(out, weights_only=True)
-    assert data["format"] == "stylegan_blend.network"
+    assert data["format"] == "stylegan_blend.network" and load_network(out).format == "native"
     assert data["meta"]["blend"] == dict(low=str(a), high=str(b), swap_res=8, width=0.5, mapping="high")
     expected = blend_generators(*pair, 8, width=0.5, mapping="high").state_dict()
     got = data["G_ema"]["state_dict"]
@@ -231,7 +202,7 @@ def test_blend_command_writes_native_file_with_blend_meta(checkpoints_api, files
     (["--swap-res", "12"], "swap resolution 12"),
     (["--swap-res", "8", "--width", "-1"], "width -1"),
 ])
-def test_blend_command_errors_are_one_line_and_write_nothing(checkpoints_api, files, tmp_path, capsys, extra, message):
+def test_blend_command_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, extra, message):
     a, b = files
     out = tmp_path / "blend.pt"
     rc = main(["blend", "--low", str(a), "--high", str(b), "--out", str(out)] + extra)
@@ -240,10 +211,10 @@ def test_blend_command_errors_are_one_line_and_write_nothing(checkpoints_api, fi
     assert not out.exists()
 
 
-def test_blend_command_architecture_mismatch(checkpoints_api, files, tmp_path, capsys):
+def test_blend_command_architecture_mismatch(files, tmp_path, capsys):
     a, _ = files
     c = tmp_path / "other.pt"
-    torch.save(_native(tiny_G(4, channel_max=16)), c)
+    save_network(c, tiny_G(4, channel_max=16))
     out = tmp_path / "blend.pt"
     rc = main(["blend", "--low", str(a), "--high", str(c), "--swap-res", "8", "--out", str(out)])
     err = capsys.readouterr().err

@@ -6,9 +6,8 @@ this is ||mu1 - mu2||² + Σ (σ1 - σ2)². Unbiased MMD² with k(x, y) = (x·y 
 from __future__ import annotations
 
 import csv
+import json
 import logging
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ import torch
 from PIL import Image
 from scipy import linalg
 
+from stylegan_blend.checkpoints import save_network
 from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError
 from stylegan_blend.evaluation import (INCEPTION_ENV, INCEPTION_FILE, METRICS_CSV_COLUMNS, RandCNNExtractor,
@@ -280,20 +280,22 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
 def test_manifest_split_and_fallbacks(tmp_path):
     data = tmp_path / "data"
     names = write_pngs(data / "images", flat_blobs(5, 0, res=8))
-    with open(data / "manifest.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "split", "source"])
-        for i, n in enumerate(names):
-            w.writerow([f"images/{n}", "val" if i == 2 else "train", "x"])
+    entries = [dict(file=f"images/{n}", split="val" if i == 2 else "train", sha256=str(i), source=n, time_s=None)
+               for i, n in enumerate(names)]
+    (data / "manifest.json").write_text(json.dumps(dict(format="stylegan_blend.dataset", version=1, settings={},
+                                                        val_fraction=0.2, seed=0, images=entries)))
     assert [p.name for p in list_images(data, "train")] == [n for i, n in enumerate(names) if i != 2]
     assert [p.name for p in list_images(data, "val")] == [names[2]]
     assert len(list_images(data, "all")) == 5
-    (data / "manifest.csv").unlink()
-    assert len(list_images(data, "train")) == 5  # no manifest: every image
+    (data / "images" / names[0]).unlink()
+    with pytest.raises(UserError, match="listed in manifest.json but missing"):
+        list_images(data, "train")
+    (data / "manifest.json").unlink()
+    assert len(list_images(data, "train")) == 4  # no manifest: every image, as the datamodule does
     with pytest.raises(UserError, match="not found"):
         list_images(tmp_path / "missing")
-    with pytest.raises(UserError, match="not square"):
-        Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(data / "images" / "wide.png")
+    Image.fromarray(np.zeros((8, 6, 3), np.uint8)).save(data / "images" / "wide.png")
+    with pytest.raises(UserError, match="wide.png: 6x8 is not square"):
         reference_features(RandCNNExtractor(), data, 8, cache_dir=tmp_path / "c")
 
 
@@ -329,28 +331,10 @@ def test_metrics_csv_appends_and_checks_header(tmp_path):
 # --- CLI -----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def network_file(tmp_path, monkeypatch):
-    """A native network file; uses the checkpoints package (contract 1) or, until it lands, a stand-in."""
-    G = tiny_G()
+def network_file(tmp_path):
     path = tmp_path / "net.pt"
     meta = dict(epoch=3, kimg=1.5, blend=dict(low="a", high="b", swap_res=8, width=0.0, mapping="low"))
-    try:
-        from stylegan_blend.checkpoints import save_network
-    except ImportError:
-        def load_network(p, device="cpu"):
-            data = torch.load(p, weights_only=True)
-            net = Generator(**data["G_ema"]["kwargs"])
-            net.load_state_dict(data["G_ema"]["state_dict"])
-            return types.SimpleNamespace(format="native", G_ema=net.eval(), G=None, D=None, meta=data["meta"])
-
-        def save_network(p, G_ema, G=None, D=None, meta=None):
-            torch.save({"format": "stylegan_blend.network", "version": 1, "meta": meta or {},
-                        "G_ema": {"kwargs": G_ema.init_kwargs, "state_dict": G_ema.state_dict()}}, p)
-
-        stub = types.ModuleType("stylegan_blend.checkpoints")
-        stub.load_network, stub.save_network = load_network, save_network
-        monkeypatch.setitem(sys.modules, "stylegan_blend.checkpoints", stub)
-    save_network(path, G, meta=meta)
+    save_network(path, tiny_G(), meta=meta)
     return path
 
 

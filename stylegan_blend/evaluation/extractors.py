@@ -124,7 +124,7 @@ class RandCNNExtractor(FeatureExtractor):
     channels = (16, 32, 48, 64)
     hist_bins = 8
     conv_gain, hist_gain, edge_gain = 3.0, 1.0, 2.5
-    cache_id = "randcnn-v1"
+    cache_id = "randcnn-v2"
 
     def __init__(self, device="cpu", batch_size: int = 64, seed: int = 0):
         super().__init__(device, batch_size)

@@ -6,7 +6,6 @@ own entry.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -19,15 +18,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.folder import DECODE_ERRORS, IMAGE_EXTENSIONS, MANIFEST_NAME, read_manifest, to_rgb
 from ..errors import UserError
 from .extractors import FeatureExtractor
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "STYLEGAN_BLEND_CACHE"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 SPLITS = ("train", "val", "all")
-_PATH_COLUMNS = ("path", "file", "filename", "image")
 
 
 def default_cache_dir() -> Path:
@@ -35,46 +33,25 @@ def default_cache_dir() -> Path:
 
 
 def list_images(data_dir, split: str = "train") -> list[Path]:
-    """Images of one split: from `manifest.csv` (a path column and a `split` column) when the folder has one,
-    else from a `<split>/` subfolder when there is one, else every PNG/JPG under the folder."""
+    """Images of one split as the prepared folder's manifest.json lists them (`all` = every listed image); a
+    plain folder without a manifest counts every image under it as train, as the datamodule does."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise UserError(f"dataset folder {data_dir} not found: expected a folder of PNG/JPG images "
-                        "(see `stylegan-blend prepare`)")
-    manifest = data_dir / "manifest.csv"
-    if manifest.is_file():
-        files = _manifest_files(manifest, split)
-    elif split != "all" and (data_dir / split).is_dir():
-        files = _images_under(data_dir / split)
+        raise UserError(f"dataset folder {data_dir} not found: expected a folder made by `stylegan-blend prepare`")
+    manifest = read_manifest(data_dir)
+    if manifest is None:
+        files = sorted(p for p in data_dir.rglob("*")
+                       if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        log.info("%s has no %s: using all %d images for split %s", data_dir, MANIFEST_NAME, len(files), split)
     else:
-        files = _images_under(data_dir)
-        if split != "all":
-            log.info("%s has no manifest.csv: using all %d images as the %s split", data_dir, len(files), split)
+        names = [e.file for e in manifest.entries if split == "all" or e.split == split]
+        files = sorted(data_dir / n for n in names)
+        missing = next((p for p in files if not p.is_file()), None)
+        if missing is not None:
+            raise UserError(f"{missing}: listed in {MANIFEST_NAME} but missing; re-run `stylegan-blend prepare`")
     if not files:
-        raise UserError(f"dataset folder {data_dir}: no PNG/JPG images for split {split!r}")
+        raise UserError(f"dataset folder {data_dir}: no images for split {split!r}")
     return files
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def _manifest_files(manifest: Path, split: str) -> list[Path]:
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = rows[0].keys() if rows else []
-    path_col = next((c for c in _PATH_COLUMNS if c in columns), None)
-    if path_col is None or (split != "all" and "split" not in columns):
-        raise UserError(f"{manifest}: expected columns {'/'.join(_PATH_COLUMNS)} and split, got {', '.join(columns)}")
-    selected = [r for r in rows if split == "all" or r["split"] == split]
-    if not selected:
-        found = sorted({r["split"] for r in rows}) if rows else []
-        raise UserError(f"{manifest}: no rows with split {split!r} (found: {', '.join(found) or 'none'})")
-    files = [manifest.parent / r[path_col] for r in selected]
-    missing = next((p for p in files if not p.is_file()), None)
-    if missing is not None:
-        raise UserError(f"{manifest}: lists {missing}, which does not exist")
-    return sorted(files)
 
 
 def dataset_hash(files: list[Path], root: Path) -> str:
@@ -87,11 +64,12 @@ def dataset_hash(files: list[Path], root: Path) -> str:
 
 
 def load_image(path: Path, resolution: int) -> np.ndarray:
-    """RGB uint8 [res, res, 3]; a prepared dataset is square, so a non-square image is an error, not a crop."""
+    """RGB uint8 [res, res, 3] (converted as `prepare` does); a prepared dataset is square, so a non-square
+    image is an error, not a crop."""
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (OSError, ValueError) as exc:
+            img = to_rgb(img)
+    except DECODE_ERRORS as exc:
         raise UserError(f"image {path}: cannot be read ({exc})") from None
     if img.width != img.height:
         raise UserError(f"image {path}: {img.width}x{img.height} is not square; expected square crops "
