@@ -283,6 +283,16 @@ def test_any_batch_and_resolution(shape):
     assert out.shape == x.shape and torch.isfinite(out).all()
 
 
+def test_low_precision_input_under_autocast_keeps_its_dtype():
+    pipe = make_augment_pipe("bgc")
+    pipe.p.fill_(1)
+    x = rand_images().bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = pipe(x, generator=gen(4))
+    ref = pipe(x.float(), generator=gen(4))
+    assert out.dtype == torch.bfloat16 and (out.float() - ref).abs().max() < 0.05
+
+
 def test_p_is_a_checkpointed_buffer_and_presets():
     pipe = make_augment_pipe("bgc")
     pipe.p.fill_(0.42)

@@ -34,7 +34,6 @@ from torch import nn
 from torchmetrics.aggregation import SumMetric
 
 from stylegan_blend.errors import UserError
-from stylegan_blend.networks.ops import upfirdn2d
 from stylegan_blend.training.diffaugment import DiffAugment
 
 __all__ = ["ADAController", "AugmentParams", "AugmentPipe", "DiffAugment", "PRESETS", "make_augment_pipe"]
@@ -265,18 +264,20 @@ class AugmentPipe(nn.Module):
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Apply given per-sample parameters; samples with identity parameters are returned as is."""
         params = params.to(images.device)
-        images = _on_active(images, params.blit_active(),
-                            lambda x, i: _blit(x, params.xflip[i], params.rot90[i], params.shift[i]))
-        images = _on_active(images, params.geometric_active(),
-                            lambda x, i: self._warp(x, params.geometric_matrix()[i]))
-        images = _on_active(images, params.color_active(),
-                            lambda x, i: _recolor(x, params.color_matrix()[i]))
-        return images
+        # Resampling and colour maths in at least float32, whatever autocast or the input dtype says.
+        x = images.to(torch.promote_types(images.dtype, torch.float32))
+        with torch.autocast(images.device.type, enabled=False):
+            x = _on_active(x, params.blit_active(),
+                           lambda t, i: _blit(t, params.xflip[i], params.rot90[i], params.shift[i]))
+            x = _on_active(x, params.geometric_active(),
+                           lambda t, i: self._warp(t, params.geometric_matrix()[i]))
+            x = _on_active(x, params.color_active(),
+                           lambda t, i: _recolor(t, params.color_matrix()[i]))
+        return x.to(images.dtype)
 
     def _warp(self, images: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
         """Resample with per-sample output->input matrices (centred pixel coords), alias-aware."""
-        dtype = images.dtype
-        x = images.to(torch.promote_types(dtype, torch.float32))
+        x = images
         n, c, h, w = x.shape
         f = self.geom_filter.to(x.device)
         taps = f.numel()
@@ -300,7 +301,7 @@ class AugmentPipe(nn.Module):
 
         # x2 upsampling: input pixel p (centred) lands at 2p + delay in the upsampled image, and the
         # decimation below reads output pixel q at 2q + delay; conjugate the transform to match.
-        x = upfirdn2d(x, f, up=2, padding=[taps // 2, taps // 2 - 1, taps // 2, taps // 2 - 1], gain=4)
+        x = _upsample2x(x, f)
         d = ones * self.geom_delay
         g_up = (_translate2d(d, d) @ _scale2d(ones * 2, ones * 2) @ g_inv
                 @ _scale2d(ones / 2, ones / 2) @ _translate2d(-d, -d))
@@ -313,9 +314,31 @@ class AugmentPipe(nn.Module):
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
         # Low-pass and x2 decimation with the same filter, cropping the output margin.
-        crop = (taps - 2) // 2 - 2 * out_margin
-        x = upfirdn2d(x, f, down=2, padding=[crop] * 4, flip_filter=True)
-        return x.to(dtype)
+        return _downsample2x(x, f, crop=2 * out_margin - (taps - 2) // 2)
+
+
+def _upsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """x2 FIR upsampling (zero insertion, then the filter with gain 2 per axis), written as strided
+    transposed convolutions: this polyphase form skips the products with the inserted zeros (about
+    4x faster on CPU than filtering the zero-stuffed image). Pixel i lands at 2i + 0.5 + delay."""
+    n, c, h, w = x.shape
+    crop = f.numel() // 2 - 1
+    k = (2 * f).to(x.dtype)
+    y = x.reshape(n * c, 1, h, w)
+    y = F.conv_transpose2d(y, k.reshape(1, 1, 1, -1), stride=(1, 2))[..., crop: crop + 2 * w]
+    y = F.conv_transpose2d(y, k.reshape(1, 1, -1, 1), stride=(2, 1))[..., crop: crop + 2 * h, :]
+    return y.reshape(n, c, 2 * h, 2 * w)
+
+
+def _downsample2x(x: torch.Tensor, f: torch.Tensor, crop: int) -> torch.Tensor:
+    """Crop `crop` pixels per side, low-pass (correlation with f) and keep every second pixel; the
+    adjoint of `_upsample2x`, so an identity warp reconstructs exactly for an orthonormal f."""
+    n, c, h, w = x.shape
+    k = f.to(x.dtype)
+    y = x.reshape(n * c, 1, h, w)[..., crop: h - crop, crop: w - crop]
+    y = F.conv2d(y, k.reshape(1, 1, 1, -1), stride=(1, 2))
+    y = F.conv2d(y, k.reshape(1, 1, -1, 1), stride=(2, 1))
+    return y.reshape(n, c, y.shape[2], y.shape[3])
 
 
 def _on_active(images: torch.Tensor, active: torch.Tensor,
