@@ -360,7 +360,8 @@ def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
 def _blit(images: torch.Tensor, xflip: torch.Tensor, rot90: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Exact pixel blitting: flip, then quarter turns, then integer translation with reflect padding.
 
-    Works backwards from each output pixel to its source pixel, then gathers (differentiable)."""
+    Works backwards from each output pixel to its source pixel, then gathers (differentiable). On
+    non-square images a quarter turn's source coordinates are rounded and reflected into the frame."""
     n, c, h, w = images.shape
     device = images.device
     cx, cy = (w - 1) / 2, (h - 1) / 2
