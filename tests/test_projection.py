@@ -12,7 +12,7 @@ from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Discriminator, Generator
 from stylegan_blend.projection.align import align_face, alignment_quad, center_crop
 from stylegan_blend.projection.project import (PyramidLoss, load_lpips, load_w, lr_schedule,
-                                               noise_regularisation, project, save_w, target_to_tensor,
+                                               noise_regularisation, project, render, save_w, target_to_tensor,
                                                w_statistics)
 
 TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
@@ -270,3 +270,128 @@ def test_load_w_errors_name_file_and_shapes(tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(UserError, match="junk.npz"):
         load_w(tmp_path / "junk.npz", 6, 32)
+
+
+# ------------------------------------------------------------------------------------------ stylize CLI
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory):
+    """A tiny base network (with D), a 'fine-tuned' one, a blend file and a run directory."""
+    from stylegan_blend.blending import blend_generators
+    from stylegan_blend.checkpoints import save_network
+    root = tmp_path_factory.mktemp("nets")
+    torch.manual_seed(10)
+    base, D, tuned = Generator(**TINY_G).eval(), Discriminator(**TINY_D).eval(), Generator(**TINY_G).eval()
+    save_network(root / "base.pt", base, D=D)
+    blend = blend_generators(base, tuned, 8).eval()
+    save_network(root / "blend.pt", blend)
+    (root / "run" / "networks").mkdir(parents=True)
+    save_network(root / "run" / "networks" / "epoch=0003.pt", tuned)
+    photo = root / "photo.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (40, 50, 3)).astype(np.uint8)).save(photo)
+    return dict(root=root, base=base, tuned=tuned, blend=blend, photo=photo)
+
+
+def run_cli(argv, capsys):
+    from stylegan_blend.cli import main
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr()
+
+
+def test_stylize_with_blend_file_then_rerender_from_saved_w(nets, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--blend",
+                         nets["root"] / "blend.pt", "--outdir", out, "--steps", 20, "--no-align", "--device", "cpu"],
+                        capsys)
+    assert code == 0, cap.err
+    assert "pyramid_l2+d_features" in cap.out  # the base file carries a D, so its features join the loss
+    row = np.asarray(Image.open(out / "photo_stylized.png"))
+    w = load_w(out / "photo.npz", nets["base"].num_ws, nets["base"].w_dim)
+    assert row.shape == (32, 96, 3)
+    np.testing.assert_array_equal(row[:, :32], center_crop(np.asarray(Image.open(nets["photo"])), 32))
+    np.testing.assert_array_equal(row[:, 32:64], render(nets["base"], w))
+    np.testing.assert_array_equal(row[:, 64:], render(nets["blend"], w))
+
+    again = tmp_path / "again"
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--blend",
+                         nets["root"] / "blend.pt", "--outdir", again, "--w", out / "photo.npz", "--no-align"], capsys)
+    assert code == 0 and "given w" in cap.out, cap.err
+    np.testing.assert_array_equal(np.asarray(Image.open(again / "photo_stylized.png")), row)
+
+
+def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
+    w = torch.randn(nets["base"].num_ws, nets["base"].w_dim)
+    save_w(tmp_path / "w.npz", w)
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--run", nets["root"] / "run",
+                         "--epoch", 3, "--swap-res", "8,16,none", "--w", tmp_path / "w.npz", "--no-align",
+                         "--outdir", tmp_path], capsys)
+    assert code == 0, cap.err
+    row = np.asarray(Image.open(tmp_path / "photo_stylized.png"))
+    assert row.shape == (32, 5 * 32, 3)
+    cols = [row[:, 32 * i:32 * (i + 1)] for i in range(5)]
+    np.testing.assert_array_equal(cols[1], render(nets["base"], w))
+    np.testing.assert_array_equal(cols[4], render(nets["tuned"], w))  # 'none' = the fine-tuned model
+    np.testing.assert_array_equal(cols[2], render(nets["blend"], w))  # swap 8, base coarse blocks
+    assert not np.array_equal(cols[2], cols[3])
+
+
+def one_error_line(cap, *needles):
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), cap.err
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+
+
+def test_stylize_errors(nets, tmp_path, capsys):
+    base = ["--base", nets["root"] / "base.pt", "--blend", nets["root"] / "blend.pt", "--outdir", tmp_path / "o"]
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    code, cap = run_cli(["stylize", junk, *base, "--no-align"], capsys)
+    assert code == 1
+    one_error_line(cap, junk)
+
+    np.savez(tmp_path / "bad_w.npz", w=np.zeros((3, 32), np.float32))
+    code, cap = run_cli(["stylize", nets["photo"], *base, "--no-align", "--w", tmp_path / "bad_w.npz"], capsys)
+    assert code == 1
+    one_error_line(cap, "bad_w.npz", "(3, 32)", f"({nets['base'].num_ws}, 32)")
+
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--run", nets["root"] / "run",
+                         "--epoch", 7, "--swap-res", 8, "--outdir", tmp_path / "o", "--no-align"], capsys)
+    assert code == 1
+    one_error_line(cap, "epoch=0007.pt", "epoch=0003.pt")
+
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.open(nets["photo"]).save(two / name)
+    code, cap = run_cli(["stylize", two, *base, "--no-align", "--w", tmp_path / "bad_w.npz"], capsys)
+    assert code == 1
+    one_error_line(cap, "--w")
+    assert not (tmp_path / "o").exists()  # nothing written by any failed run
+
+
+def test_stylize_no_face(nets, tmp_path, capsys):
+    pytest.importorskip("facenet_pytorch")
+    grey = tmp_path / "wall.png"
+    Image.new("RGB", (96, 96), (120, 120, 120)).save(grey)
+    code, cap = run_cli(["stylize", grey, "--base", nets["root"] / "base.pt", "--blend", nets["root"] / "blend.pt",
+                         "--outdir", tmp_path / "o"], capsys)
+    assert code == 1
+    one_error_line(cap, grey, "no face")
+    assert not (tmp_path / "o").exists()
+
+
+def test_stylize_aligns_a_real_photo(nets, tmp_path, capsys):
+    pytest.importorskip("facenet_pytorch")
+    import matplotlib.cbook
+
+    from stylegan_blend.projection.align import detect_faces, load_image
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    code, cap = run_cli(["stylize", photo, "--base", nets["root"] / "base.pt", "--blend", nets["root"] / "blend.pt",
+                         "--outdir", tmp_path, "--steps", 3, "--all-faces"], capsys)
+    assert code == 0, cap.err
+    image = load_image(photo)
+    want = align_face(image, detect_faces(image)[0][1], 32)
+    row = np.asarray(Image.open(tmp_path / "grace_hopper_face0_stylized.png"))
+    np.testing.assert_array_equal(row[:, :32], want)
+    assert (tmp_path / "grace_hopper_face0.npz").is_file()
