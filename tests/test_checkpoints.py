@@ -118,6 +118,21 @@ def test_save_is_atomic(tmp_path, nets, monkeypatch):
     assert dst.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["net.pt"]
 
 
+def test_saved_files_get_umask_permissions_and_clear_errors(tmp_path, nets):
+    """mkstemp creates 0600 files; a network file must be readable like any file the user writes."""
+    old = os.umask(0o022)
+    try:
+        path = save_network(tmp_path / "net.pt", nets["G_ema"])
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    (tmp_path / "afile").write_text("x")
+    for dst in (tmp_path / "afile" / "net.pt", tmp_path / "afile" / "sub" / "net.pt"):
+        with pytest.raises(UserError) as exc:
+            save_network(dst, nets["G_ema"])
+        assert_one_line(exc, str(dst), "is not a folder")
+
+
 def test_kwargs_state_mismatch_names_key_and_shapes(tmp_path, nets):
     path = save_network(tmp_path / "net.pt", nets["G_ema"])
     raw = torch.load(path, weights_only=True)

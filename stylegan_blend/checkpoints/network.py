@@ -91,15 +91,24 @@ def build(cls: Callable[..., nn.Module], kwargs: Mapping, state: Mapping[str, to
     return module.eval()
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write: Callable[[Any], None]) -> Path:
     """Call `write(file)` on a temp file beside `path`, then rename over it, so readers never see half a file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot write {path}: {path.parent} is not a folder") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the result the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
