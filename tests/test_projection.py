@@ -395,3 +395,20 @@ def test_stylize_aligns_a_real_photo(nets, tmp_path, capsys):
     row = np.asarray(Image.open(tmp_path / "grace_hopper_face0_stylized.png"))
     np.testing.assert_array_equal(row[:, :32], want)
     assert (tmp_path / "grace_hopper_face0.npz").is_file()
+
+
+def test_stylize_image_for_the_demo(nets):
+    from stylegan_blend.projection import stylize_image
+    photo = np.asarray(Image.open(nets["photo"]))
+    aligned, recon, stylised, w = stylize_image(nets["base"], nets["blend"], photo, steps=3, align=False)
+    assert aligned.shape == recon.shape == stylised.shape == (32, 32, 3)
+    assert w.shape == (nets["base"].num_ws, nets["base"].w_dim)
+    np.testing.assert_array_equal(stylised, render(nets["blend"], w))
+
+
+def test_load_image_applies_exif_orientation(tmp_path):
+    from stylegan_blend.projection.align import load_image
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": how phones store portrait shots
+    Image.new("RGB", (20, 10)).save(tmp_path / "phone.jpg", exif=exif)
+    assert load_image(tmp_path / "phone.jpg").shape == (20, 10, 3)

@@ -15,7 +15,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from stylegan_blend.errors import UserError
 
@@ -114,10 +114,10 @@ def detect_faces(image, device: str = "cpu") -> list[tuple[np.ndarray, np.ndarra
 
 
 def load_image(path) -> np.ndarray:
-    """Read any Pillow-readable photo as uint8 HWC RGB; UserError if it is not an image."""
+    """Read any Pillow-readable photo as uint8 HWC RGB, upright per its EXIF orientation (phone photos)."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read as an image ({exc.__class__.__name__}); expected a JPEG/PNG photo") from exc
 
