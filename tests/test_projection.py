@@ -198,6 +198,9 @@ def test_projection_w_plus_and_discriminator_features(tiny_G):
     assert result.w.shape == (G.num_ws, G.w_dim) and not torch.equal(result.w[0], result.w[-1])
     assert result.history[-1] < result.history[0]
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in state.items())  # G (noise buffers too) untouched
+    torch.manual_seed(999)
+    again = project(G, target, num_steps=30, w_plus=True, D=D, progress=False, w_avg_samples=1000)
+    assert torch.equal(again.w, result.w)  # the seed argument alone decides the result
 
 
 class _FakeVgg(torch.nn.Module):

@@ -211,7 +211,7 @@ def project(G, target, num_steps: int = 1000, w_plus: bool = False, D=None, seed
     `target`: uint8 HWC/CHW or float [-1, 1] image at G's resolution. G and D are not modified.
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
+    rng = torch.Generator(device).manual_seed(seed)  # local: the caller's global RNG stays untouched
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     if D is not None:
         D = copy.deepcopy(D).eval().requires_grad_(False).to(device)
@@ -223,7 +223,7 @@ def project(G, target, num_steps: int = 1000, w_plus: bool = False, D=None, seed
     w_opt = w_avg.reshape(1, 1, -1).repeat(1, num_ws if w_plus else 1, 1).clone().requires_grad_(True)
     noise_bufs = [buf for name, buf in G.synthesis.named_buffers() if name.endswith("noise_const")]
     for buf in noise_bufs:
-        buf.copy_(torch.randn_like(buf)).requires_grad_(True)
+        buf.copy_(torch.randn(buf.shape, generator=rng, device=device)).requires_grad_(True)
     optimizer = torch.optim.Adam([w_opt] + noise_bufs, betas=(0.9, 0.999), lr=initial_learning_rate)
 
     history = []
@@ -233,7 +233,7 @@ def project(G, target, num_steps: int = 1000, w_plus: bool = False, D=None, seed
             for group in optimizer.param_groups:
                 group["lr"] = initial_learning_rate * lr_schedule(t)
             w_noise_scale = w_std * initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2
-            ws = w_opt + torch.randn_like(w_opt) * w_noise_scale
+            ws = w_opt + torch.randn(w_opt.shape, generator=rng, device=device) * w_noise_scale
             synth = G.synthesis(ws.expand(1, num_ws, -1), noise_mode="const")
             dist = loss_fn(synth, target)
             reg = sum(noise_regularisation(buf) for buf in noise_bufs) if noise_bufs else 0.0
