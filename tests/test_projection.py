@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -261,6 +262,9 @@ def test_npz_round_trip_and_nvidia_layout(tmp_path):
     np.savez(tmp_path / "nv.npz", w=w.numpy()[None])  # NVIDIA projector's [1, num_ws, w_dim]
     assert torch.equal(load_w(tmp_path / "nv.npz", 6, 32), w)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_load_w_errors_name_file_and_shapes(tmp_path):
