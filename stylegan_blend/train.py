@@ -1,6 +1,7 @@
 """`stylegan-blend-train`: the Hydra entry point. It only composes the config and wires objects."""
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -10,6 +11,15 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import UserError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def job_dirname(overrides: str, limit: int = 96) -> str:
+    """A sweep job's folder name: its overrides, with path separators replaced and the length capped."""
+    name = overrides.replace("/", "_") or "default"
+    return name if len(name) <= limit else name[:limit] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -73,6 +83,10 @@ def train(cfg: DictConfig) -> Path:
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.exists():  # called without @hydra.main (tests, notebooks): keep the same record
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(OmegaConf.to_yaml(plain))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)

@@ -1,0 +1,129 @@
+"""`make demo`: the whole idea offline on a 2-core CPU in a few minutes.
+
+1. two synthetic face domains ("photo" = the real-face stand-in, "toon" = the stylised set);
+2. a tiny base generator pre-trained on "photo" (committed: experiments/demo/base.pt; rebuilt with
+   --fresh or `make demo-base`);
+3. fine-tune on a few hundred "toon" faces with checkpoints every few epochs; at every checkpoint the
+   blend callback builds base x fine-tuned blends at 4/8/16 px and scores them (randcnn proxy; also
+   against "photo" with the src_ prefix);
+4. a synthetic "photo" face projected into the base model and rendered with the best blend;
+5. the report, and one line per epoch with the best swap cell.
+Every step is a command a user could type; the demo prints them.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ROOT / "experiments" / "demo" / "base.pt"
+
+
+def _run(cmd: list[str]) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"), WANDB_SILENT="true")
+    subprocess.run(cmd, check=True, env=env)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "stylegan_blend", *args]
+
+
+def _train(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "stylegan_blend.train", *overrides]
+
+
+def make_data(out: Path, photo: int, toon: int) -> tuple[Path, Path]:
+    data = out / "data"
+    for domain, count in (("photo", photo), ("toon", toon)):
+        if not (data / domain / "manifest.json").exists():
+            _run(_cli("prepare", "synthetic", str(data / domain), "--domain", domain, "--count", str(count),
+                      "--res", "32", "--val-fraction", "0.1"))
+    return data / "photo", data / "toon"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_base(out: Path, photo: Path, epochs: int) -> Path:
+    """Pre-train the base on "photo" and store its final G_ema + D in half precision (< 2 MB)."""
+    import torch
+
+    from stylegan_blend.checkpoints import load_network, save_network
+
+    run = out / "base_run"
+    shutil.rmtree(run, ignore_errors=True)
+    _run(_train("experiment=demo_base", f"data.path={photo}", f"trainer.max_epochs={epochs}",
+                f"paths.output_dir={run}", "trainer.enable_progress_bar=false"))
+    final = sorted((run / "networks").glob("epoch=*.pt"))[-1]
+    net = load_network(final)
+    BASE.parent.mkdir(parents=True, exist_ok=True)
+    save_network(BASE, net.G_ema.half(), D=net.D.half(), meta={"source": "make demo-base", "kimg": net.meta.get("kimg"),
+                                                                "epoch": net.meta.get("epoch")})
+    digest = sha256(BASE)
+    cmd = f"make demo-base  # = python -m stylegan_blend.demo --build-base --base-epochs {epochs}"
+    (BASE.parent / "base.pt.sha256").write_text(f"{digest}  base.pt\n# made by: {cmd}\n")
+    print(f"base network: {BASE} ({BASE.stat().st_size / 1e6:.2f} MB, sha256 {digest})")
+    del torch
+    return BASE
+
+
+def stylize_example(run: Path, photo: Path, swap_res: int, steps: int) -> None:
+    """Project one held-out "photo" face into the base and render it with the chosen blend."""
+    epochs = sorted((run / "networks").glob("epoch=*.pt"))
+    from stylegan_blend.data.folder import read_manifest
+
+    manifest = read_manifest(photo)
+    faces = [photo / f for f in sorted(manifest.files("val"))[:3]]
+    out = run / "stylized"
+    args = [str(f) for f in faces]
+    _run(_cli("stylize", *args, "--base", str(BASE), "--run", str(run), "--epoch", epochs[-1].stem.split("=")[1],
+              "--swap-res", str(swap_res), "--outdir", str(out), "--steps", str(steps), "--no-align"))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/demo", help="demo output folder")
+    p.add_argument("--fresh", action="store_true", help="rebuild the base network instead of using the committed one")
+    p.add_argument("--build-base", action="store_true", help="only (re)build experiments/demo/base.pt")
+    p.add_argument("--base-epochs", type=int, default=40)
+    p.add_argument("--photo", type=int, default=1000, help="synthetic photo faces")
+    p.add_argument("--toon", type=int, default=300, help="synthetic toon faces (the small stylised set)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--every", type=int, default=3)
+    p.add_argument("--num-gen", type=int, default=200)
+    p.add_argument("--project-steps", type=int, default=200)
+    args = p.parse_args(argv)
+    t0 = time.time()
+    out = Path(args.out)
+    photo, toon = make_data(out, args.photo, args.toon)
+    if args.build_base or args.fresh or not BASE.exists():
+        build_base(out, photo, args.base_epochs)
+        if args.build_base:
+            return 0
+    run = out / "run"
+    shutil.rmtree(run, ignore_errors=True)
+    _run(_train("experiment=demo", f"model.init_from={BASE}", f"data.path={toon}", f"paths.output_dir={run}",
+                f"trainer.max_epochs={args.epochs}", f"checkpoint.every_n_epochs={args.every}",
+                f"metrics.num_gen={args.num_gen}", f"metrics.source_data={photo}", "trainer.enable_progress_bar=false"))
+    from stylegan_blend.reporting import best_cells, build_report
+
+    best = best_cells(run / "metrics.csv")
+    stylize_example(run, photo, int(best[-1].swap_res), args.project_steps)
+    index = build_report([run])
+    print(f"\nreport: {index}")
+    for cell in best:
+        print(cell)
+    print(f"demo wall time: {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

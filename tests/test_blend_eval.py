@@ -1,0 +1,172 @@
+"""Blend-and-score at every checkpoint, post-hoc evaluation, the report on a real run, sweeps and multirun."""
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_training import TINY_D, TINY_G, LossRecorder, _cfg, _fit, dataset  # noqa: F401  (fixture)
+
+PROXY = ("fd_randcnn", "kd_randcnn")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    from stylegan_blend.checkpoints import save_network
+    from stylegan_blend.networks import Discriminator, Generator
+
+    torch.manual_seed(3)
+    G, D = Generator(**TINY_G), Discriminator(**TINY_D)
+    path = tmp_path_factory.mktemp("base") / "base.pt"
+    save_network(path, G, G=G, D=D, meta={"kimg": 50.0})
+    return path
+
+
+def _blend_cfg(out, data, base, *extra):
+    return _cfg(out, data, f"model.init_from={base}", "trainer.max_epochs=2", "checkpoint.every_n_epochs=1",
+                "callbacks.blend_eval=true", "blend.swap_res=[4,8]", "metrics.num_gen=8", "metrics.batch_size=8",
+                "blend.sample_seeds=[0,1,2]", f"paths.cache_dir={Path(out).parent / 'cache'}", *extra)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def blend_run(tmp_path_factory, dataset, base):  # noqa: F811
+    root = tmp_path_factory.mktemp("blendrun")
+    with_cb, without_cb = LossRecorder(), LossRecorder()
+    _fit(_blend_cfg(root / "with", dataset, base), [with_cb])
+    _fit(_blend_cfg(root / "without", dataset, base, "callbacks.blend_eval=false"), [without_cb])
+    return root / "with", with_cb.rows, without_cb.rows
+
+
+def test_callback_writes_every_checkpoint_cell(blend_run):
+    run, _, _ = blend_run
+    rows = _rows(run / "metrics.csv")
+    assert list(rows[0]) == ["epoch", "kimg", "swap_res", "direction", "metric", "value", "n_gen", "n_ref", "extractor"]
+    cells = {(r["epoch"], r["swap_res"], r["direction"], r["metric"]) for r in rows}
+    for epoch in ("1", "2"):
+        for m in PROXY:
+            assert (epoch, "4", "low_base", m) in cells and (epoch, "8", "low_base", m) in cells
+            assert (epoch, "none", "", m) in cells
+    assert sum(1 for r in rows if r["swap_res"] == "base") == len(PROXY)  # the base model is scored once
+    assert all(r["n_gen"] == "8" and r["extractor"] == "randcnn" and np.isfinite(float(r["value"])) for r in rows)
+    for epoch in (1, 2):
+        folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
+        assert {p.stem for p in folder.glob("*.png")} >= {"swap4_low_base", "swap8_low_base", "none"}
+    # nothing from the callback in the Lightning checkpoint
+    ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not any("Blend" in k for k in ck.get("callbacks", {}))
+
+
+def test_callback_leaves_training_untouched(blend_run):
+    _, with_cb, without_cb = blend_run
+    assert len(with_cb) == len(without_cb) > 0
+    np.testing.assert_array_equal(np.array(with_cb), np.array(without_cb))
+
+
+def test_blend_cells_match_an_independent_rescore(blend_run):
+    """Re-score one cell from the exported network by hand: blend + generate + features + FD."""
+    from stylegan_blend.blending import blend_generators
+    from stylegan_blend.checkpoints import load_network
+    from stylegan_blend.evaluation import evaluate_generator, make_extractor, reference_features
+
+    import yaml
+
+    run, _, _ = blend_run
+    cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    base = load_network(cfg["model"]["init_from"]).G_ema
+    tuned = load_network(run / "networks" / "epoch=0002.pt").G_ema
+    ext = make_extractor("randcnn")
+    ref = reference_features(ext, cfg["data"]["path"], 16, cache_dir=run.parent / "cache")
+    want = evaluate_generator(blend_generators(base, tuned, 8), ref, ext, num_gen=8, batch_size=8)
+    got = {r["metric"]: float(r["value"]) for r in _rows(run / "metrics.csv")
+           if r["epoch"] == "2" and r["swap_res"] == "8"}
+    for m in PROXY:
+        assert got[m] == pytest.approx(want[m], rel=1e-4, abs=1e-7)
+
+
+def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
+    from omegaconf import OmegaConf
+
+    from stylegan_blend.evaluate_run import evaluate_run
+
+    run, _, _ = blend_run
+    before = _rows(run / "metrics.csv")
+    overrides = OmegaConf.create({"blend": {"swap_res": [8, 4]}, "metrics": {}})
+    assert evaluate_run(run, overrides) == 0  # every cell present already
+    overrides = OmegaConf.create({"blend": {"swap_res": [4, 8], "directions": ["low_base", "low_tuned"]},
+                                  "metrics": {}})
+    added = evaluate_run(run, overrides)
+    after = _rows(run / "metrics.csv")
+    assert added == 2 * 2 * len(PROXY) and len(after) == len(before) + added
+    new = {(r["epoch"], r["swap_res"], r["direction"]) for r in after[len(before):]}
+    assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
+
+
+def test_report_renders_from_the_run(blend_run):
+    from stylegan_blend.reporting import best_cells, build_report
+
+    run, _, _ = blend_run
+    index = build_report([run])
+    html = index.read_text()
+    assert "not comparable with published FID" in html
+    best = best_cells(run / "metrics.csv")
+    assert best[-1].scope == "overall" and best[-1].swap_res not in ("base", "none")
+
+
+def test_sweep_configs_compose():
+    from hydra import compose, initialize_config_dir
+
+    from stylegan_blend.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["sweep=epochs_x_swap", "data.path=x"])
+        assert cfg.trainer.max_epochs == 96 and cfg.checkpoint.every_n_epochs == 24
+        assert list(cfg.blend.swap_res) == [16, 32, 64]
+        for exp in ("anime", "animation", "demo", "demo_base", "cpu_bench"):
+            c = compose(config_name="train", overrides=[f"experiment={exp}"], return_hydra_config=True)
+            assert c.model.resolution in (32, 64, 256)
+        c = compose(config_name="train", overrides=["sweep=data_x_augment"], return_hydra_config=True)
+        assert c.hydra.mode.name == "MULTIRUN"
+        assert set(c.hydra.sweeper.params) == {"data.path", "augment"}
+
+
+def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, "-m", "stylegan_blend.train", "-m", f"data.path={dataset}", "model.resolution=16",
+            "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
+            "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16",
+            "model.G_kwargs.w_dim=16", "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
+            "trainer.max_epochs=1", "callbacks.blend_eval=false", "logger=wandb", "trainer.enable_progress_bar=false",
+            "train.diagnostics.num_images=4", "train.diagnostics.grid_size=4", "augment=none,diffaug",
+            f"hydra.sweep.dir={sweep_dir}"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/networks"))
+    assert [j.name.split(",")[0] for j in jobs] == ["0_augment=none", "1_augment=diffaug"]
+    for j in jobs:
+        assert (j / "networks" / "epoch=0001.pt").is_file()
+        assert any((j / "wandb").glob("offline-run-*")), "one offline W&B run per job"
+
+
+def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa: F811
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, "-m", "stylegan_blend.train", "-m", f"data.path={tmp_path / 'missing'},{dataset}",
+            "model.resolution=16", "model.G_kwargs.synthesis_kwargs.channel_base=128",
+            "model.G_kwargs.synthesis_kwargs.channel_max=16", "model.D_kwargs.channel_base=128",
+            "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
+            "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "trainer.max_epochs=1",
+            "callbacks.blend_eval=false", "logger=none", "trainer.enable_progress_bar=false", "augment=none",
+            "train.diagnostics.num_images=4", "train.diagnostics.grid_size=4", f"hydra.sweep.dir={sweep_dir}"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list(sweep_dir.glob("*/FAILED"))) == 1
+    assert len(list(sweep_dir.glob("*/networks/epoch=0001.pt"))) == 1
