@@ -75,17 +75,18 @@ def build_base(out: Path, photo: Path, epochs: int) -> Path:
     return BASE
 
 
-def stylize_example(run: Path, photo: Path, swap_res: int, steps: int) -> None:
-    """Project one held-out "photo" face into the base and render it with the chosen blend."""
-    epochs = sorted((run / "networks").glob("epoch=*.pt"))
+def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int) -> None:
+    """Project held-out "photo" faces into the base and render them with every blend of the last epoch."""
     from stylegan_blend.data.folder import read_manifest
 
-    manifest = read_manifest(photo)
-    faces = [photo / f for f in sorted(manifest.files("val"))[:3]]
-    out = run / "stylized"
-    args = [str(f) for f in faces]
-    _run(_cli("stylize", *args, "--base", str(BASE), "--run", str(run), "--epoch", epochs[-1].stem.split("=")[1],
-              "--swap-res", str(swap_res), "--outdir", str(out), "--steps", str(steps), "--no-align"))
+    epoch = sorted((run / "networks").glob("epoch=*.pt"))[-1].stem.split("=")[1]
+    faces = run / "stylize_inputs"
+    faces.mkdir(exist_ok=True)
+    for f in sorted(read_manifest(photo).files("val"))[:3]:
+        shutil.copy(photo / f, faces / Path(f).name)
+    _run(_cli("stylize", str(faces), "--base", str(BASE), "--run", str(run), "--epoch", epoch,
+              "--swap-res", ",".join(str(r) for r in swap_res) + ",none", "--outdir", str(run / "stylized"),
+              "--steps", str(steps), "--no-align"))
 
 
 def main(argv=None) -> int:
@@ -116,7 +117,10 @@ def main(argv=None) -> int:
     from stylegan_blend.reporting import best_cells, build_report
 
     best = best_cells(run / "metrics.csv")
-    stylize_example(run, photo, int(best[-1].swap_res), args.project_steps)
+    import yaml
+
+    swaps = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["blend"]["swap_res"]
+    stylize_example(run, photo, swaps, args.project_steps)
     index = build_report([run])
     print(f"\nreport: {index}")
     for cell in best:
