@@ -137,6 +137,10 @@ def test_sweep_configs_compose():
         c = compose(config_name="train", overrides=["sweep=data_x_augment"], return_hydra_config=True)
         assert c.hydra.mode.name == "MULTIRUN"
         assert set(c.hydra.sweeper.params) == {"data.path", "augment"}
+        c = compose(config_name="train", overrides=["hydra/launcher=cluster", "hydra.launcher.partition=gpu",
+                                                    "trainer=ddp"], return_hydra_config=True)
+        assert c.hydra.launcher._target_.endswith("SlurmLauncher") and c.hydra.launcher.partition == "gpu"
+        assert c.trainer.strategy.find_unused_parameters and c.trainer.strategy.start_method == "spawn"
 
 
 def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
