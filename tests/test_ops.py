@@ -212,6 +212,55 @@ def test_modulated_conv2d_matches_reference(fused, up, demodulate, k):
     close(ours, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("up", [1, 2])
+def test_modulated_conv2d_inference_path_matches_reference(up):
+    """No autograd + channels-last input (what G does on CPU) takes the in-place/NHWC-kernel path."""
+    x, weight, styles, noise = randn(1, 5, 6, 6), randn(4, 5, 3, 3), randn(1, 5), randn(6 * up, 6 * up)
+    f = FIR if up > 1 else None
+    with torch.inference_mode():
+        ours = modulated_conv2d(t(x).contiguous(memory_format=torch.channels_last), t(weight), t(styles),
+                                noise=t(noise), up=up, padding=1, resample_filter=None if f is None else t(f),
+                                flip_weight=(up == 1))
+    ref = ref_modulated_conv(x, weight, styles, up=up, padding=1, f=f, flip_weight=(up == 1)) + noise
+    close(ours, ref, atol=1e-4)
+
+
+def test_modulated_conv2d_sees_weight_updates_without_autograd():
+    """Nothing derived from the weight may be reused across calls (EMA/blending update weights in place,
+    sometimes through .data, which bypasses the version counter)."""
+    x, styles = t(randn(1, 5, 6, 6)), t(randn(1, 5))
+    weight = torch.nn.Parameter(t(randn(4, 5, 3, 3)))
+    with torch.no_grad():
+        modulated_conv2d(x, weight, styles, padding=1)
+        weight.mul_(torch.linspace(0.5, 2, 4).reshape(4, 1, 1, 1))
+        after_inplace = modulated_conv2d(x, weight, styles, padding=1)
+        close(after_inplace, ref_modulated_conv(x.double().numpy(), weight.double().numpy(),
+                                                styles.double().numpy(), padding=1), atol=1e-4)
+        weight.data.mul_(-1.5)
+        close(modulated_conv2d(x, weight, styles, padding=1),
+              ref_modulated_conv(x.double().numpy(), weight.double().numpy(), styles.double().numpy(), padding=1),
+              atol=1e-4)
+        weight.data = t(randn(4, 5, 3, 3))
+        after_swap = modulated_conv2d(x, weight, styles, padding=1)
+        close(after_swap, ref_modulated_conv(x.double().numpy(), weight.double().numpy(),
+                                             styles.double().numpy(), padding=1), atol=1e-4)
+
+
+@pytest.mark.parametrize("fused,up", [(True, 1), (True, 2), (False, 1), (False, 2)])
+def test_modulated_conv2d_gradients(fused, up):
+    """Backward through the transposed-conv/blur path is what training uses; check it numerically."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    styles = torch.randn(2, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    f = setup_filter([1, 3, 3, 1]).double()
+
+    def fn(x, weight, styles):
+        return modulated_conv2d(x, weight, styles, up=up, padding=1, resample_filter=f,
+                                flip_weight=(up == 1), fused_modconv=fused)
+    assert torch.autograd.gradcheck(fn, (x, weight, styles))
+
+
 def test_demodulation_normalises_each_output_feature_map():
     """Eq. 3's purpose: for unit-variance i.i.d. inputs the demodulated output has unit variance."""
     torch.manual_seed(0)

@@ -34,7 +34,7 @@ class FullyConnectedLayer(nn.Module):
         b = None if self.bias is None else self.bias.to(x.dtype) * self.bias_gain
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
+        return bias_act(x.matmul(w.t()), b, act=self.activation, inplace=True)
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, act={self.activation}"
@@ -67,7 +67,7 @@ class Conv2dLayer(nn.Module):
                             padding=self.padding, flip_weight=(self.up == 1))
         b = None if self.bias is None else self.bias.to(x.dtype)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp, inplace=True)
 
     def extra_repr(self) -> str:
         return (f"in={self.in_channels}, out={self.out_channels}, k={self.kernel_size}, "
@@ -149,7 +149,8 @@ class SynthesisLayer(nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                        inplace=True)
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, res={self.resolution}, up={self.up}"
@@ -172,7 +173,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x, w, fused_modconv: bool = True):
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, inplace=True)
 
 
 class MinibatchStdLayer(nn.Module):
