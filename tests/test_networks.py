@@ -88,6 +88,22 @@ def test_fused_and_non_fused_modconv_give_the_same_image():
                                    G(z, None, noise_mode="const", fused_modconv=False), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_autograd_and_inference_paths_agree(batch):
+    """Without autograd the layers work in place / channels-last; with it they must not, and every
+    parameter of G must receive a gradient."""
+    G = make_g()
+    z = torch.randn(batch, 32)
+    with torch.inference_mode():
+        fast = G(z, None, noise_mode="const")
+    img = G(z, None, noise_mode="const")
+    torch.testing.assert_close(img.detach(), fast, atol=1e-5, rtol=1e-5)
+    assert fast.is_contiguous() and img.is_contiguous()
+    img.square().mean().backward()
+    missing = [n for n, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
 def test_cpu_runs_fp16_blocks_in_fp32():
     """num_fp16_res only switches CUDA blocks to fp16; on CPU the result is the fp32 network's."""
     G16 = make_g(synthesis_kwargs=dict(channel_base=256, channel_max=32, num_fp16_res=4, conv_clamp=256))

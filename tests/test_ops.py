@@ -225,6 +225,21 @@ def test_modulated_conv2d_inference_path_matches_reference(up):
     close(ours, ref, atol=1e-4)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("inference", [True, False])
+@pytest.mark.parametrize("noise_shape", [(6, 6), (3, 1, 6, 6), None])
+def test_modulated_conv2d_bias_and_gain_epilogue(fused, inference, noise_shape):
+    """gain * (conv + noise + bias), whichever path (in-place/out-of-place, fused/batched) runs."""
+    x, weight, styles, bias = randn(3, 5, 6, 6), randn(4, 5, 3, 3), randn(3, 5), randn(4)
+    noise = None if noise_shape is None else randn(*noise_shape)
+    xt = t(x).contiguous(memory_format=torch.channels_last) if inference else t(x)
+    with torch.inference_mode(inference):
+        ours = modulated_conv2d(xt, t(weight), t(styles), noise=None if noise is None else t(noise), padding=1,
+                                fused_modconv=fused, bias=t(bias), gain=0.7)
+    ref = ref_modulated_conv(x, weight, styles, padding=1) + (0 if noise is None else noise) + bias[:, None, None]
+    close(ours, 0.7 * ref, atol=1e-4)
+
+
 def test_modulated_conv2d_sees_weight_updates_without_autograd():
     """Nothing derived from the weight may be reused across calls (EMA/blending update weights in place,
     sometimes through .data, which bypasses the version counter)."""
@@ -253,12 +268,14 @@ def test_modulated_conv2d_gradients(fused, up):
     x = torch.randn(2, 3, 4, 4, dtype=torch.float64, generator=g, requires_grad=True)
     weight = torch.randn(2, 3, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
     styles = torch.randn(2, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(2, dtype=torch.float64, generator=g, requires_grad=True)
+    noise = torch.randn(4 * up, 4 * up, dtype=torch.float64, generator=g)
     f = setup_filter([1, 3, 3, 1]).double()
 
-    def fn(x, weight, styles):
-        return modulated_conv2d(x, weight, styles, up=up, padding=1, resample_filter=f,
-                                flip_weight=(up == 1), fused_modconv=fused)
-    assert torch.autograd.gradcheck(fn, (x, weight, styles))
+    def fn(x, weight, styles, bias):
+        return modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f,
+                                flip_weight=(up == 1), fused_modconv=fused, bias=bias, gain=1.3)
+    assert torch.autograd.gradcheck(fn, (x, weight, styles, bias))
 
 
 def test_demodulation_normalises_each_output_feature_map():
@@ -284,7 +301,8 @@ def test_fully_connected_equalised_lr():
 
 
 @pytest.mark.parametrize("up", [1, 2])
-def test_synthesis_layer_is_modconv_plus_const_noise_bias_lrelu_clamp(up):
+@pytest.mark.parametrize("fused", [True, False])
+def test_synthesis_layer_is_modconv_plus_const_noise_bias_lrelu_clamp(up, fused):
     """One StyleGAN2 layer from the definitions: styles = affine(w), modulated conv, + noise_const x
     noise_strength, + bias, lrelu x sqrt(2) x gain, clamp at conv_clamp x gain."""
     torch.manual_seed(1)
@@ -294,7 +312,7 @@ def test_synthesis_layer_is_modconv_plus_const_noise_bias_lrelu_clamp(up):
         layer.bias.normal_()
     x, w = randn(2, 4, 8 // up, 8 // up), randn(2, 6)
     with torch.no_grad():
-        ours = layer(t(x), t(w), noise_mode="const", fused_modconv=False, gain=0.5)
+        ours = layer(t(x), t(w), noise_mode="const", fused_modconv=fused, gain=0.5)
         styles = layer.affine(t(w)).double().numpy()
     p = {k: v.detach().double().numpy() for k, v in layer.state_dict().items()}
     conv = ref_modulated_conv(x, p["weight"], styles, up=up, padding=1, f=FIR if up > 1 else None,

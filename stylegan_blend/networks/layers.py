@@ -145,12 +145,15 @@ class SynthesisLayer(nn.Module):
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
+        # bias and gain ride along in the conv's epilogue: act(v) * g == act(v * g) for g > 0
+        g = self.act_gain * gain
+        fold = g > 0
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
+                             fused_modconv=fused_modconv, bias=self.bias if fold else None, gain=g if fold else 1)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
-                        inplace=True)
+        return bias_act(x, None if fold else self.bias.to(x.dtype), act=self.activation, gain=1 if fold else g,
+                        clamp=clamp, inplace=True)
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, res={self.resolution}, up={self.up}"

@@ -194,13 +194,16 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = N
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                      noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
                      resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
-    """StyleGAN2 modulated convolution (paper eqs. 1-3).
+                     flip_weight: bool = True, fused_modconv: bool = True,
+                     bias: torch.Tensor | None = None, gain: float = 1.0) -> torch.Tensor:
+    """StyleGAN2 modulated convolution (paper eqs. 1-3), returning gain * (conv + noise + bias).
 
     w'_ijk = s_i * w_ijk;  w''_ijk = w'_ijk / sqrt(sum_ik w'^2 + 1e-8).
     fused: one grouped conv with per-sample weights (cheapest for one sample, and on GPU);
     non-fused: scale activations by s, shared conv, scale outputs by the demodulation coefficients
     (cheapest for CPU batches). Both are the same function.
+    `bias`/`gain` let the synthesis layer fold its bias and activation gain (lrelu(g v) = g lrelu(v)
+    for g > 0) into the weights and the one epilogue pass instead of extra passes over the output.
     """
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
@@ -215,15 +218,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         # sum_ik (s_i w_oik)^2 = sum_i s_i^2 * sum_k w_oik^2  -> no [N,O,I,k,k] tensor needed
         wsq = torch.einsum("oikl,oikl->oi", weight, weight)  # [O, I]; one pass, no squared copy
         dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
+    shift = _shift(noise, bias, gain, x.dtype)
 
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+        scale = None if dcoefs is None else (dcoefs * gain).to(x.dtype).reshape(n, -1, 1, 1)
+        x = x * (styles if dcoefs is not None or gain == 1 else styles * gain).to(x.dtype).reshape(n, -1, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding,
                             flip_weight=flip_weight)
-        return _scale_add(x, None if dcoefs is None else dcoefs.to(x.dtype).reshape(n, -1, 1, 1), noise)
+        return _epilogue(x, scale, shift)
 
-    # per-sample weights in one pass: w[n,o,i] = weight[o,i] * s[n,i] * dcoef[n,o]
-    coefs = styles.reshape(n, 1, in_ch)
+    # per-sample weights in one pass: w[n,o,i] = weight[o,i] * s[n,i] * dcoef[n,o] * gain
+    coefs = styles.reshape(n, 1, in_ch) * gain
     if dcoefs is not None:
         coefs = coefs * dcoefs.reshape(n, out_ch, 1)
     if n == 1 and (up == 1 or not flip_weight) and can_overwrite() and x.is_contiguous(
@@ -239,16 +244,34 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(x, w.to(x.dtype), f=resample_filter, up=up, padding=padding,
                         groups=n, flip_weight=flip_weight)
-    return _scale_add(x.reshape(n, -1, *x.shape[2:]) if n > 1 else x, None, noise)
+    return _epilogue(x.reshape(n, -1, *x.shape[2:]) if n > 1 else x, None, shift)
 
 
-def _scale_add(x: torch.Tensor, scale: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
-    """x * scale + noise on a fresh conv output; in place when autograd is off."""
-    noise = None if noise is None else noise.to(x.dtype)
-    if can_overwrite():
+def _shift(noise, bias, gain: float, dtype) -> list[torch.Tensor]:
+    """The additive terms gain * noise and gain * bias, broadcastable against [N, C, H, W]."""
+    terms = [] if noise is None else [noise.to(dtype) * gain]
+    return terms if bias is None else terms + [(bias.to(dtype) * gain).reshape(1, -1, 1, 1)]
+
+
+def _epilogue(x: torch.Tensor, scale: torch.Tensor | None, shift: list[torch.Tensor]) -> torch.Tensor:
+    """x * scale + sum(shift) on a fresh conv output; in place when autograd is off.
+
+    With a per-sample scale (CPU batches) the terms are first summed into one [1|N, C, H, W] tensor,
+    so the big output is read and written once (addcmul) instead of once per term.
+    """
+    if not can_overwrite():
+        x = x if scale is None else x * scale
+        for term in shift:
+            x = x + term
+        return x
+    if scale is None or not shift:
         if scale is not None:
             x.mul_(scale)
-        return x if noise is None else x.add_(noise)
-    if scale is not None:
-        x = x * scale
-    return x if noise is None else x + noise
+        for term in shift:
+            x.add_(term)
+        return x
+    total = shift[0]
+    if len(shift) == 2:  # noise [H, W] or [N, 1, H, W] + bias [1, C, 1, 1], laid out like x
+        rows = shift[0].shape[0] if shift[0].ndim == 4 else 1
+        total = torch.add(shift[0], shift[1], out=torch.empty_like(x[:rows]))
+    return torch.addcmul(total, x, scale, out=x)
