@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ROOT / "experiments" / "demo" / "base.pt"
+DEFAULT_BASE = ROOT / "experiments" / "demo" / "base.pt"
 
 
 def _run(cmd: list[str]) -> None:
@@ -52,7 +52,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_base(out: Path, photo: Path, epochs: int) -> Path:
+def build_base(out: Path, photo: Path, epochs: int, base: Path) -> Path:
     """Pre-train the base on "photo" and store its final G_ema + D in half precision (< 2 MB)."""
     import torch
 
@@ -64,18 +64,18 @@ def build_base(out: Path, photo: Path, epochs: int) -> Path:
                 f"paths.output_dir={run}", "trainer.enable_progress_bar=false"))
     final = sorted((run / "networks").glob("epoch=*.pt"))[-1]
     net = load_network(final)
-    BASE.parent.mkdir(parents=True, exist_ok=True)
-    save_network(BASE, net.G_ema.half(), D=net.D.half(), meta={"source": "make demo-base", "kimg": net.meta.get("kimg"),
+    base.parent.mkdir(parents=True, exist_ok=True)
+    save_network(base, net.G_ema.half(), D=net.D.half(), meta={"source": "make demo-base", "kimg": net.meta.get("kimg"),
                                                                 "epoch": net.meta.get("epoch")})
-    digest = sha256(BASE)
+    digest = sha256(base)
     cmd = f"make demo-base  # = python -m stylegan_blend.demo --build-base --base-epochs {epochs}"
-    (BASE.parent / "base.pt.sha256").write_text(f"{digest}  base.pt\n# made by: {cmd}\n")
-    print(f"base network: {BASE} ({BASE.stat().st_size / 1e6:.2f} MB, sha256 {digest})")
+    base.with_name(base.name + ".sha256").write_text(f"{digest}  {base.name}\n# made by: {cmd}\n")
+    print(f"base network: {base} ({base.stat().st_size / 1e6:.2f} MB, sha256 {digest})")
     del torch
-    return BASE
+    return base
 
 
-def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int) -> None:
+def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int, base: Path) -> None:
     """Project held-out "photo" faces into the base and render them with every blend of the last epoch."""
     from stylegan_blend.data.folder import read_manifest
 
@@ -84,7 +84,7 @@ def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int) -> 
     faces.mkdir(exist_ok=True)
     for f in sorted(read_manifest(photo).files("val"))[:3]:
         shutil.copy(photo / f, faces / Path(f).name)
-    _run(_cli("stylize", str(faces), "--base", str(BASE), "--run", str(run), "--epoch", epoch,
+    _run(_cli("stylize", str(faces), "--base", str(base), "--run", str(run), "--epoch", epoch,
               "--swap-res", ",".join(str(r) for r in swap_res) + ",none", "--outdir", str(run / "stylized"),
               "--steps", str(steps), "--no-align"))
 
@@ -92,6 +92,7 @@ def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int) -> 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/demo", help="demo output folder")
+    p.add_argument("--base", default=str(DEFAULT_BASE), help="base network (built here if missing)")
     p.add_argument("--fresh", action="store_true", help="rebuild the base network instead of using the committed one")
     p.add_argument("--build-base", action="store_true", help="only (re)build experiments/demo/base.pt")
     p.add_argument("--base-epochs", type=int, default=40)
@@ -105,13 +106,14 @@ def main(argv=None) -> int:
     t0 = time.time()
     out = Path(args.out)
     photo, toon = make_data(out, args.photo, args.toon)
-    if args.build_base or args.fresh or not BASE.exists():
-        build_base(out, photo, args.base_epochs)
+    base = Path(args.base)
+    if args.build_base or args.fresh or not base.exists():
+        build_base(out, photo, args.base_epochs, base)
         if args.build_base:
             return 0
     run = out / "run"
     shutil.rmtree(run, ignore_errors=True)
-    _run(_train("experiment=demo", f"model.init_from={BASE}", f"data.path={toon}", f"paths.output_dir={run}",
+    _run(_train("experiment=demo", f"model.init_from={base}", f"data.path={toon}", f"paths.output_dir={run}",
                 f"trainer.max_epochs={args.epochs}", f"checkpoint.every_n_epochs={args.every}",
                 f"metrics.num_gen={args.num_gen}", f"metrics.source_data={photo}", "trainer.enable_progress_bar=false"))
     from stylegan_blend.reporting import best_cells, build_report
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
     import yaml
 
     swaps = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["blend"]["swap_res"]
-    stylize_example(run, photo, swaps, args.project_steps)
+    stylize_example(run, photo, swaps, args.project_steps, base)
     index = build_report([run])
     print(f"\nreport: {index}")
     for cell in best:
