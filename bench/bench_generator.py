@@ -8,7 +8,9 @@ unset) with force_fp32=True (its num_fp16_res would otherwise run fp16 on the CP
 same random weights as ours; each record for ours also carries max |ours - NVIDIA| over the batch.
 
 The machine is shared, so every repetition times all variants back to back (same load for each) and
-records keep the min (the least-disturbed run) and the median.
+records keep the min (the least-disturbed run) and the median. Thread counts (BENCH_G_THREADS, default
+1 and all cores) are separate records: under load from other processes one thread can beat two, since
+each OpenMP region waits for its slowest thread.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ CONFIGS = {
     "paper256": PAPER256_G_KWARGS,
 }
 BATCHES = (1, 8)
-REPS = int(os.environ.get("BENCH_G_REPS", "5"))
+REPS = int(os.environ.get("BENCH_G_REPS", "3"))
+THREADS = tuple(int(t) for t in os.environ.get("BENCH_G_THREADS", f"1,{os.cpu_count()}").split(","))
 
 
 def nvidia_generator_class():
@@ -78,7 +81,7 @@ def bench_config(name: str, kwargs: dict, nvidia_cls) -> list[dict]:
             loads.append(os.getloadavg()[0])
         for (impl, modconv), t in times.items():
             rec = dict(config=name, resolution=ours.img_resolution, impl=impl, modconv=modconv, batch=batch,
-                       dtype="float32", device="cpu", s_per_img_min=round(min(t), 4),
+                       threads=torch.get_num_threads(), dtype="float32", device="cpu", s_per_img_min=round(min(t), 4),
                        s_per_img_median=round(statistics.median(t), 4), img_per_s=round(1 / min(t), 3),
                        reps=REPS, load_avg_1m_median=round(statistics.median(loads), 2))
             if impl == "ours" and nvidia is not None:
@@ -93,6 +96,12 @@ def run() -> list[dict]:
     if nvidia_cls is None:
         print("NVIDIA_SG2ADA_DIR not set: timing our code only", file=sys.stderr)
     records = []
-    for name, kwargs in CONFIGS.items():
-        records += bench_config(name, kwargs, nvidia_cls)
+    default_threads = torch.get_num_threads()
+    try:
+        for threads in THREADS:
+            torch.set_num_threads(threads)
+            for name, kwargs in CONFIGS.items():
+                records += bench_config(name, kwargs, nvidia_cls)
+    finally:
+        torch.set_num_threads(default_threads)
     return records

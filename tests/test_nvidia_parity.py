@@ -65,7 +65,8 @@ def test_generator_matches_nvidia_pngs_through_full_call():
     pngs = sorted(DATA.glob("g32_skip_seed*.png"))
     assert len(pngs) == len(fx["cases"])
     for case, png in zip(fx["cases"], pngs):
-        assert png.name.startswith(f"g32_skip_seed{case['seed']:04d}_psi{case['truncation_psi']:g}_{case['noise_mode']}")
+        stem = f"g32_skip_seed{case['seed']:04d}_psi{case['truncation_psi']:g}_{case['noise_mode']}"
+        assert png.name.startswith(stem)
         net = G if case["conv_clamp"] is None else nvidia_generator(fx, case["conv_clamp"])
         z = torch.from_numpy(np.random.RandomState(case["seed"]).randn(1, G.z_dim))
         with torch.no_grad():

@@ -124,7 +124,8 @@ def make_generator(networks, name: str, kwargs: dict, out: Path, seed: int) -> N
         cases.append(dict(seed=img_seed, truncation_psi=psi, noise_mode=noise_mode, conv_clamp=clamp,
                           z=z.float(), ws=ws.float(), img=img.float()))
         if name == "g32_skip":
-            png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{'' if clamp is None else f'_clamp{clamp:g}'}.png"
+            suffix = "" if clamp is None else f"_clamp{clamp:g}"
+            png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{suffix}.png"
             Image.fromarray(to_uint8(img)[0], "RGB").save(png)
     torch.save(dict(init_kwargs=plain(G.init_kwargs), state_dict=sd, cases=cases), out / f"{name}.pt")
 

@@ -216,7 +216,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     dcoefs = None
     if demodulate:
         # sum_ik (s_i w_oik)^2 = sum_i s_i^2 * sum_k w_oik^2  -> no [N,O,I,k,k] tensor needed
-        wsq = torch.einsum("oikl,oikl->oi", weight, weight)  # [O, I]; one pass, no squared copy
+        wsq = weight.square().sum(dim=[2, 3])  # [O, I]; recomputed per call (EMA/blends edit weights in place)
         dcoefs = (styles.square() @ wsq.t() + 1e-8).rsqrt()  # [N, O]
     shift = _shift(noise, bias, gain, x.dtype)
 
