@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import importlib.util
 import json
 import os
@@ -42,8 +43,10 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
+    # OpenMP settings change CPU timings several-fold on a loaded machine (spinning vs sleeping waits)
+    omp_env = {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "MKL_", "KMP_", "GOMP_"))}
     return dict(cpu=cpu, cores=os.cpu_count(), usable_cores=len(os.sched_getaffinity(0)),
-                torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                torch=torch.__version__, torch_threads=torch.get_num_threads(), omp_env=omp_env,
                 python=platform.python_version(), load_avg_1m=round(os.getloadavg()[0], 2))
 
 
@@ -55,13 +58,19 @@ def load_module(name: str, path: Path):
 
 
 def append_results(records: list[dict], path: Path = RESULTS) -> None:
-    """Append to the JSON list atomically (temp file in the same folder, then rename)."""
-    old = json.loads(path.read_text()) if path.exists() else []
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(old + records, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Append to the JSON list atomically (temp file in the same folder, then rename), holding a lock
+    on the folder so benchmarks finishing at the same time do not drop each other's records."""
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() else []
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(old + records, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        os.close(dir_fd)  # releases the lock
 
 
 def main(argv=None) -> int:
