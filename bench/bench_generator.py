@@ -38,6 +38,9 @@ def nvidia_generator_class():
     nvidia_dir = os.environ.get("NVIDIA_SG2ADA_DIR")
     if not nvidia_dir:
         return None
+    if not os.path.isfile(os.path.join(nvidia_dir, "training", "networks.py")):
+        raise SystemExit(f"error: NVIDIA_SG2ADA_DIR={nvidia_dir} has no training/networks.py; "
+                         "expected a stylegan2-ada-pytorch checkout")
     sys.path.insert(0, nvidia_dir)
     from training.networks import Generator as NvidiaGenerator  # noqa: PLC0415
 

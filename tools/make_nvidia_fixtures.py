@@ -64,8 +64,6 @@ def import_nvidia(nvidia_dir: str):
     if not (Path(nvidia_dir) / "training" / "networks.py").is_file():
         sys.exit(f"error: {nvidia_dir} has no training/networks.py; expected a stylegan2-ada-pytorch checkout")
     sys.path.insert(0, str(nvidia_dir))
-    from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
-    conv2d_gradfix.enabled = False  # plain torch convs; the custom op only exists for torch 1.7-1.9 CUDA
     from training import networks  # noqa: PLC0415
     return networks
 
