@@ -41,10 +41,10 @@ def _train(*overrides: str) -> list[str]:
 
 def make_data(out: Path, photo: int, toon: int) -> tuple[Path, Path]:
     data = out / "data"
-    for domain, count in (("photo", photo), ("toon", toon)):
+    for domain, count, val in (("photo", photo, "0.05"), ("toon", toon, "0.1")):
         if not (data / domain / "manifest.json").exists():
             _run(_cli("prepare", "synthetic", str(data / domain), "--domain", domain, "--count", str(count),
-                      "--res", "32", "--val-fraction", "0.1"))
+                      "--res", "32", "--val-fraction", val, "--seed", "0"))
     return data / "photo", data / "toon"
 
 
@@ -95,10 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--base", default=str(DEFAULT_BASE), help="base network (built here if missing)")
     p.add_argument("--fresh", action="store_true", help="rebuild the base network instead of using the committed one")
     p.add_argument("--build-base", action="store_true", help="only (re)build experiments/demo/base.pt")
-    p.add_argument("--base-epochs", type=int, default=40)
-    p.add_argument("--photo", type=int, default=1000, help="synthetic photo faces")
+    p.add_argument("--base-epochs", type=int, default=80)
+    p.add_argument("--photo", type=int, default=2000, help="synthetic photo faces")
     p.add_argument("--toon", type=int, default=300, help="synthetic toon faces (the small stylised set)")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=18)
     p.add_argument("--every", type=int, default=3)
     p.add_argument("--num-gen", type=int, default=200)
     p.add_argument("--project-steps", type=int, default=200)

@@ -34,7 +34,7 @@ def _defaults(train: dict) -> dict:
     t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
              r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2,
              style_mixing=0.9, ema_kimg=None, ema_rampup=0.05, freeze_d=0, mbstd_group_size=None,
-             compile=False, channels_last=False, max_nonfinite=5, diagnostics=None)
+             compile=False, channels_last=False, max_nonfinite=5, freeze_noise=False, diagnostics=None)
     t.update({k: v for k, v in (train or {}).items()})
     return t
 
@@ -88,7 +88,10 @@ class StyleGAN2Module(pl.LightningModule):
         t = self.tcfg
         g_lr, g_betas = losses.lazy_adam_params(t["g_lr"], t["betas"], t["pl_interval"] if t["pl_weight"] else None)
         d_lr, d_betas = losses.lazy_adam_params(t["d_lr"], t["betas"], t["r1_interval"] if self.r1_gamma else None)
-        opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=t["eps"])
+        # freeze_noise keeps the per-layer noise strengths of the starting network: a small G fine-tuned on
+        # flat-shaded images otherwise turns them up to fake high-frequency detail (speckle)
+        g_params = [p for n, p in self.G.named_parameters() if not (t["freeze_noise"] and n.endswith("noise_strength"))]
+        opt_G = torch.optim.Adam(g_params, lr=g_lr, betas=g_betas, eps=t["eps"])
         opt_D = torch.optim.Adam(self._d_trainable, lr=d_lr, betas=d_betas, eps=t["eps"])
         return [opt_G, opt_D]
 
