@@ -198,27 +198,33 @@ def test_preset_contradicting_checkpoint_is_an_error(tmp_path, dataset):
         _fit(cfg)
 
 
-def test_freeze_d_leaves_frozen_layers_bit_identical(tmp_path, dataset):
+def test_freeze_d_and_freeze_noise_leave_frozen_params_bit_identical(tmp_path, dataset):
     from stylegan_blend.training.module import StyleGAN2Module
 
-    cfg = _cfg(tmp_path / "run", dataset, "trainer.max_epochs=1", "train.freeze_d=2")
+    cfg = _cfg(tmp_path / "run", dataset, "trainer.max_epochs=1", "train.freeze_d=2", "train.freeze_noise=true")
     from omegaconf import OmegaConf
 
     torch.manual_seed(0)
-    before = StyleGAN2Module(OmegaConf.to_container(cfg, resolve=True)).D.state_dict()
-    before = {k: v.clone() for k, v in before.items()}
+    start = StyleGAN2Module(OmegaConf.to_container(cfg, resolve=True))
+    before = {k: v.clone() for k, v in start.D.state_dict().items()}
+    g_before = {k: v.clone() for k, v in start.G.state_dict().items()}
     rec = []
     import pytorch_lightning as pl
 
     class Grab(pl.Callback):
         def on_train_end(self, trainer, module):
             rec.append({k: v.clone() for k, v in module.D.state_dict().items()})
+            rec.append({k: v.clone() for k, v in module.G.state_dict().items()})
 
     _fit(cfg, [Grab()])
     after = rec[0]
     frozen = [k for k in before if k.startswith("b16.fromrgb.") or k.startswith("b16.conv0.")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert not torch.equal(before["b16.conv1.weight"], after["b16.conv1.weight"])
+    g_after = rec[1]
+    noise = [k for k in g_before if k.endswith("noise_strength")]
+    assert noise and all(torch.equal(g_before[k], g_after[k]) for k in noise)
+    assert not torch.equal(g_before["synthesis.b16.conv1.weight"], g_after["synthesis.b16.conv1.weight"])
 
 
 def test_kill_and_resume_continues_exactly(tmp_path, dataset):
