@@ -123,8 +123,19 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
+def best_blend_value(run_dir: Path) -> float:
+    """The lowest score over all blend cells of the run (kid, else fid, else the proxy); inf if none."""
+    from .reporting import best_cells
+
+    if not (run_dir / "metrics.csv").is_file():
+        return float("inf")
+    best = best_cells(run_dir / "metrics.csv")
+    return float(best[-1].value) if best else float("inf")
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
     from .training.module import TrainingDiverged
 
     try:
@@ -138,12 +149,13 @@ def _hydra_main(cfg: DictConfig) -> None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "FAILED").write_text("".join(traceback.format_exception(e)))
             print(f"error: job {out} failed: {e}", file=sys.stderr)
-            return
+            return float("inf")
         if not expected:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"run directory: {run_dir}")
+    return best_blend_value(run_dir)
 
 
 def main() -> None:

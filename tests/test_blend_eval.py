@@ -174,3 +174,26 @@ def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa:
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(list(sweep_dir.glob("*/FAILED"))) == 1
     assert len(list(sweep_dir.glob("*/networks/epoch=0001.pt"))) == 1
+
+
+def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noqa: F811
+    sweep_dir = tmp_path / "optuna"
+    args = [sys.executable, "-m", "stylegan_blend.train", "hparams_search=best_blend", "hydra.sweeper.n_trials=2",
+            f"data.path={dataset}", f"model.init_from={base}", "model.resolution=16",
+            "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
+            "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16",
+            "model.G_kwargs.w_dim=16", "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
+            "trainer.max_epochs=1", "blend.swap_res=[4,8]", "metrics.num_gen=8", "metrics.batch_size=8",
+            f"paths.cache_dir={tmp_path / 'cache'}", "logger=none", "trainer.enable_progress_bar=false",
+            "train.diagnostics.num_images=4", "train.diagnostics.grid_size=4", f"hydra.sweep.dir={sweep_dir}"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import yaml
+
+    result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    runs = sorted(sweep_dir.glob("*/metrics.csv"))
+    assert len(runs) == 2
+    from stylegan_blend.train import best_blend_value
+
+    values = [best_blend_value(p.parent) for p in runs]
+    assert result["best_value"] == pytest.approx(min(values))
