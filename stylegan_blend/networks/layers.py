@@ -100,6 +100,7 @@ class MappingNetwork(nn.Module):
         x = normalize_2nd_moment(z.to(torch.float32))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
+        x = x.to(torch.float32)  # w stays fp32 under autocast (w_avg, truncation and styles need it)
         if self.w_avg_beta is not None and self.training and not skip_w_avg_update:
             with torch.no_grad():  # exponential moving average of w, used for truncation
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))

@@ -171,7 +171,7 @@ class StyleGAN2Module(pl.LightningModule):
         if t["pl_weight"] and self.minibatch % t["pl_interval"] == 0:
             m = max(n // t["pl_batch_shrink"], 1)
             fake, ws = self.run_G(torch.randn(m, z_dim, device=self.device), compiled=False)
-            lengths = losses.path_length(fake, ws)
+            lengths = losses.path_length(fake, ws).float()
             pl_mean = self.pl_mean.lerp(lengths.mean().detach(), t["pl_decay"])
             self.pl_mean.copy_(pl_mean)
             penalty = (lengths - pl_mean).square()
