@@ -12,11 +12,12 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 install: $(STAMP)
 
-# facenet-pytorch pins torch<2.3 but runs with ours; its wheel ships the MTCNN weights -> --no-deps.
+# facenet-pytorch pins torch<2.3 but runs with ours (its wheel ships the MTCNN weights); lpips only
+# reads LPIPS weights files. Both --no-deps: everything they import is already installed.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0 lpips==0.1.4
 	touch $(STAMP)
 
 # One compute thread per test process: tiny tensors gain nothing from more, and spinning OpenMP
