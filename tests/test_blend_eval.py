@@ -30,7 +30,7 @@ def base(tmp_path_factory) -> Path:
 def _blend_cfg(out, data, base, *extra):
     return _cfg(out, data, f"model.init_from={base}", "trainer.max_epochs=2", "checkpoint.every_n_epochs=1",
                 "callbacks.blend_eval=true", "blend.swap_res=[4,8]", "metrics.num_gen=8", "metrics.batch_size=8",
-                "blend.sample_seeds=[0,1,2]", f"paths.cache_dir={Path(out).parent / 'cache'}", *extra)
+                "blend.sample_seeds=[0,1,2]", f"paths.cache_dir={Path(out).parent / 'cache'}", "logger=wandb", *extra)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -61,6 +61,13 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
     for epoch in (1, 2):
         folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
         assert {p.stem for p in folder.glob("*.png")} >= {"swap4_low_base", "swap8_low_base", "none"}
+    # the offline W&B run holds the cumulative epoch x swap table and the sample strips
+    tables = sorted((run / "wandb").glob("offline-run-*/files/media/table/blend/*.table.json"))
+    import json
+
+    last = max(tables, key=lambda p: len(json.loads(p.read_text())["data"]))
+    assert {row[0] for row in json.loads(last.read_text())["data"]} == {1, 2}
+    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/*.png"))
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))

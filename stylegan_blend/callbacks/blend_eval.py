@@ -177,6 +177,7 @@ def scored_cells(metrics_csv: Path) -> dict[int, set]:
 class BlendEvalCallback(pl.Callback):
     def __init__(self, scorer: BlendScorer, every_n_epochs: int):
         self.scorer, self.every_n_epochs = scorer, int(every_n_epochs)
+        self._table: list[list] = []  # all epochs so far: each logged table is the whole epoch x swap grid
 
     @classmethod
     def from_config(cls, cfg: dict, run_dir: Path, every_n_epochs: int) -> "BlendEvalCallback":
@@ -200,15 +201,13 @@ class BlendEvalCallback(pl.Callback):
         if not trainer.loggers:
             return
         scalars = {f"blend/{r['metric']}/{cell_name(r['swap_res'], r['direction'])}": float(r["value"]) for r in rows}
+        metrics = sorted({r["metric"] for r in rows})
+        values = {(cell_name(r["swap_res"], r["direction"]), r["metric"]): float(r["value"]) for r in rows}
+        self._table += [[epoch, c] + [values.get((c, m)) for m in metrics] for c in sorted({c for c, _ in values})]
+        folder = self.scorer.run_dir / "samples" / "blends" / f"epoch={epoch:04d}"
+        paths = sorted(folder.glob("*.png"))
         for lg in trainer.loggers:
             lg.log_metrics(scalars, step=trainer.global_step)
             if hasattr(lg, "log_table") and hasattr(lg, "log_image"):  # W&B: epoch x swap table + image strips
-                metrics = sorted({r["metric"] for r in rows})
-                cells = sorted({cell_name(r["swap_res"], r["direction"]) for r in rows})
-                data = [[epoch, c] + [next((float(r["value"]) for r in rows if r["metric"] == m and
-                                            cell_name(r["swap_res"], r["direction"]) == c), None) for m in metrics]
-                        for c in cells]
-                lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=data)
-                folder = self.scorer.run_dir / "samples" / "blends" / f"epoch={epoch:04d}"
-                paths = sorted(folder.glob("*.png"))
+                lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=list(self._table))
                 lg.log_image(key="blend/samples", images=[str(p) for p in paths], caption=[p.stem for p in paths])
