@@ -22,13 +22,15 @@ def run_config(run_dir: Path, overrides: DictConfig) -> dict:
     cfg_file = run_dir / ".hydra" / "config.yaml"
     if not cfg_file.is_file():
         raise UserError(f"{cfg_file}: not found; expected a run directory written by stylegan-blend-train")
-    cfg = OmegaConf.to_container(OmegaConf.load(cfg_file), resolve=False)
+    cfg = OmegaConf.load(cfg_file)  # Hydra saves it unresolved (${model.resolution}, ${model.init_from}, ...)
     for section in ("blend", "metrics"):
         for key, value in (OmegaConf.to_container(overrides[section]) or {}).items():
             if value is not None:
-                cfg.setdefault(section, {})[key] = value
-    cfg = OmegaConf.to_container(OmegaConf.create(cfg), resolve=False)
-    return cfg
+                OmegaConf.update(cfg, f"{section}.{key}", value, force_add=True)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:  # noqa: BLE001 - an interpolation that cannot be resolved is a config problem
+        raise UserError(f"{cfg_file}: cannot resolve the run's config ({e})") from None
 
 
 def exported_networks(run_dir: Path) -> list[tuple[int, Path]]:

@@ -74,12 +74,16 @@ def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
-    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.callbacks import RichProgressBar
 
-    from .callbacks import AtomicCheckpointIO, NetworkExport
+    from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
     from .training.module import StyleGAN2Module
 
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise UserError(f"missing config value(s): {', '.join(missing)}; set them on the command line "
+                        f"(e.g. {missing[0]}=...) or choose an experiment=...")
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -94,9 +98,8 @@ def train(cfg: DictConfig) -> Path:
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
         NetworkExport(run_dir, every, source=cfg.model.init_from),
-        ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
-                        auto_insert_metric_name=False, every_n_epochs=every, save_top_k=-1,
-                        save_last=bool(cfg.checkpoint.save_last), save_on_train_epoch_end=True),
+        EpochCheckpoint(every, dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
+                        auto_insert_metric_name=False, save_last=bool(cfg.checkpoint.save_last)),
     ]
     if cfg.callbacks.blend_eval and cfg.blend.base:
         from .callbacks.blend_eval import BlendEvalCallback

@@ -106,6 +106,10 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
     from stylegan_blend.evaluate_run import evaluate_run
 
     run, _, _ = blend_run
+    # Hydra itself saves the config unresolved: make the saved one look like that
+    cfg_file = run / ".hydra" / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("resolution: 16\n  batch_size", "resolution: ${model.resolution}\n  batch_size", 1))
+    assert "${model.resolution}" in cfg_file.read_text()
     before = _rows(run / "metrics.csv")
     overrides = OmegaConf.create({"blend": {"swap_res": [8, 4]}, "metrics": {}})
     assert evaluate_run(run, overrides) == 0  # every cell present already

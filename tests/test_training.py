@@ -164,24 +164,26 @@ def test_finetune_from_converted_network_saves_checkpoints_and_networks(tmp_path
     base = tmp_path / "base.pt"
     save_network(base, G, G=G, D=D, meta={"kimg": 100.0})
     out = tmp_path / "run"
-    cfg = _cfg(out, dataset, f"model.init_from={base}", "trainer.max_epochs=2", "checkpoint.every_n_epochs=1",
+    cfg = _cfg(out, dataset, f"model.init_from={base}", "trainer.max_epochs=3", "checkpoint.every_n_epochs=2",
                "augment=ada")
     _fit(cfg)
+    # checkpoints on the export epochs: every K and the final one; last.ckpt is the final state
+    assert sorted(p.name for p in (out / "checkpoints").glob("epoch=*.ckpt")) == ["epoch=0002.ckpt", "epoch=0003.ckpt"]
+    assert sorted(p.name for p in (out / "networks").glob("*.pt")) == ["epoch=0002.pt", "epoch=0003.pt"]
     assert (out / "checkpoints" / "last.ckpt").is_file()
-    assert (out / "checkpoints" / "epoch=0001.ckpt").is_file() and (out / "checkpoints" / "epoch=0002.ckpt").is_file()
-    for e in (1, 2):
+    for e in (2, 3):
         net = load_network(out / "networks" / f"epoch={e:04d}.pt")
         assert net.G is not None and net.D is not None and net.meta["epoch"] == e
     # the checkpoint holds only plain containers and our counters
     ck = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     n_train = len(list((dataset).glob("**/*.png"))) - 0
-    assert ck["stylegan_blend"]["epoch"] == 2
+    assert ck["stylegan_blend"]["epoch"] == 3
     assert ck["stylegan_blend"]["G_kwargs"]["mapping_kwargs"] == {"num_layers": 2}
     assert ck["stylegan_blend"]["kimg"] > 0
     rows = (out / "diagnostics.csv").read_text().splitlines()
     metrics = {r.split(",")[2] for r in rows[1:]}
     assert {"r_t", "ada_p", "d_real_train", "d_real_val", "d_fake", "d_gap", "memorisation", "loss_G"} <= metrics
-    assert (out / "samples" / "epoch=0002.png").is_file()
+    assert (out / "samples" / "epoch=0003.png").is_file()
     # weights actually came from the base network: G_ema at epoch 1 is close to the base, not a fresh init
     assert n_train > 0
 

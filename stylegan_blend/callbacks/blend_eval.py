@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def isolated_rng():
     """Run a block without consuming or changing torch / numpy / python global RNG state."""
     np_state, py_state = np.random.get_state(), random.getstate()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=devices):
         try:
             yield
@@ -183,8 +183,9 @@ class BlendEvalCallback(pl.Callback):
     def from_config(cls, cfg: dict, run_dir: Path, every_n_epochs: int) -> "BlendEvalCallback":
         return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs)
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        with isolated_rng():  # fail before training on a bad grid; loading must not shift the seed
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # here the module is on its final device; fail before training on a bad grid, without shifting the seed
+        with isolated_rng():
             self.scorer.prepare(device=pl_module.device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:

@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 def is_checkpoint_epoch(trainer: pl.Trainer, every_n_epochs: int) -> bool:
@@ -47,3 +48,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(path.name + ".tmp")
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning checkpoints on the same epochs as the exported networks (every K and the final one);
+    `last.ckpt` after every epoch so a killed run loses at most one epoch."""
+
+    def __init__(self, every_n_epochs: int, **kwargs):
+        super().__init__(every_n_epochs=1, save_top_k=-1, save_on_train_epoch_end=True, **kwargs)
+        self.every = int(every_n_epochs)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if is_checkpoint_epoch(trainer, self.every):
+            super().on_train_epoch_end(trainer, pl_module)
+        elif self.save_last and not trainer.sanity_checking:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -18,15 +18,6 @@ import torch.nn.functional as F
 DIAG_COLUMNS = ["epoch", "kimg", "metric", "value"]
 
 
-def as_float_images(x: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC/NCHW or float NCHW in [-1, 1] -> float NCHW in [-1, 1]."""
-    if x.dtype == torch.uint8:
-        if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
-            x = x.permute(0, 3, 1, 2)
-        return x.float() / 127.5 - 1
-    return x.float()
-
-
 class EpochDiagnostics:
     def __init__(self, cfg: dict):
         self.num_images = int(cfg.get("num_images", 32))
@@ -65,13 +56,13 @@ class EpochDiagnostics:
         if dm is None or not hasattr(dm, "train_images"):
             return {}
         dev = module.device
-        train = as_float_images(dm.train_images(max_n=self.num_images)).to(dev)
-        val = as_float_images(dm.val_images(max_n=self.num_images)).to(dev)
+        train = dm.train_images(max_n=self.num_images, as_float=True).to(dev)
+        val = dm.val_images(max_n=self.num_images, as_float=True).to(dev)
         fakes = self._fixed_fakes(module, max(self.num_images, 1))
         out = {"d_real_train": self._logits(module.D, train), "d_real_val": self._logits(module.D, val),
                "d_fake": self._logits(module.D, fakes)}
         out["d_gap"] = out["d_real_train"] - out["d_real_val"]
-        all_train = as_float_images(dm.train_images()).to(dev)
+        all_train = dm.train_images(as_float=True).to(dev)
         if len(val):
             out["memorisation"] = float(self._nn_dist(fakes, all_train).mean() / self._nn_dist(val, all_train).mean())
         else:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from ..errors import UserError
@@ -80,9 +79,15 @@ class StyleGAN2Module(pl.LightningModule):
         return self.nimg / 1000
 
     @property
+    def world(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
+    @property
     def r1_gamma(self) -> float:
+        """NVIDIA's heuristic uses the total batch over all processes."""
         g = self.tcfg["r1_gamma"]
-        return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"]) if g is None else float(g)
+        return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"] * self.world) \
+            if g is None else float(g)
 
     def configure_optimizers(self):
         t = self.tcfg
@@ -101,9 +106,16 @@ class StyleGAN2Module(pl.LightningModule):
         if res is not None and int(res) != self.G.img_resolution:
             raise UserError(f"data.resolution={res} but the model generates {self.G.img_resolution} px; "
                             f"prepare the data at {self.G.img_resolution} px or choose another model")
+
+    def on_fit_start(self) -> None:
+        # the device is final only here (setup() runs before the strategy moves the module)
         if self.device.type == "cuda" and self.tcfg["channels_last"]:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
+        if self.world > 1:  # distinct z / mixing / augmentation per process, derived from the shared state
+            offset = int(torch.randint(0, 2 ** 31, ()))
+            torch.manual_seed(offset + self.global_rank)
+            np.random.seed((offset + self.global_rank) % 2 ** 32)
 
     def _forward_fns(self):
         """(synthesis, D) callables; torch.compile'd when asked (not registered as submodules)."""
@@ -134,6 +146,10 @@ class StyleGAN2Module(pl.LightningModule):
 
     def _trainable(self, G: bool, D: bool) -> None:
         self.G.requires_grad_(G)
+        if self.tcfg["freeze_noise"]:
+            for n, p in self.G.named_parameters():
+                if n.endswith("noise_strength"):
+                    p.requires_grad_(False)
         for p in self._d_trainable:
             p.requires_grad_(D)
 
@@ -172,8 +188,8 @@ class StyleGAN2Module(pl.LightningModule):
             m = max(n // t["pl_batch_shrink"], 1)
             fake, ws = self.run_G(torch.randn(m, z_dim, device=self.device), compiled=False)
             lengths = losses.path_length(fake, ws).float()
-            pl_mean = self.pl_mean.lerp(lengths.mean().detach(), t["pl_decay"])
-            self.pl_mean.copy_(pl_mean)
+            pl_mean = self.pl_mean.lerp(lengths.mean(), t["pl_decay"])  # as NVIDIA: gradient flows through
+            self.pl_mean.copy_(pl_mean.detach())
             penalty = (lengths - pl_mean).square()
             loss = (fake[:, 0, 0, 0] * 0 + penalty * t["pl_weight"]).mean()
             self._step("Greg", opt_G, loss, gain=t["pl_interval"])
@@ -206,7 +222,7 @@ class StyleGAN2Module(pl.LightningModule):
         world = self.trainer.world_size if self._trainer is not None else 1
         self.nimg += n * world
         self.minibatch += 1
-        ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else t["batch_size"] * 10 / 32
+        ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else n * world * 10 / 32
         update_ema(self.G_ema, self.G, ema_beta(n * world, ema_kimg, self.nimg, t["ema_rampup"]))
         self.ada.step(self.augment, n * world)
 
