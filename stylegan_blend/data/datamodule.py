@@ -148,8 +148,10 @@ class StyleGANDataModule(pl.LightningDataModule):
         if not drop_last:
             warnings.warn(f"{self.path}: only {self.num_train} train images for batch size {self.batch_size}; "
                           f"every batch is the whole (smaller) set", stacklevel=2)
-        return DataLoader(ImageFolderDataset(self.train_files), batch_size=self.batch_size,
-                          sampler=ShuffleFlipSampler(self.num_train, self.mirror, self.seed),
+        # kept so the trainer can set its epoch directly: under DDP Lightning wraps it in a
+        # DistributedSamplerWrapper whose set_epoch does not reach the inner sampler
+        self.sampler = ShuffleFlipSampler(self.num_train, self.mirror, self.seed)
+        return DataLoader(ImageFolderDataset(self.train_files), batch_size=self.batch_size, sampler=self.sampler,
                           drop_last=drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 

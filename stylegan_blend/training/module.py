@@ -231,6 +231,11 @@ class StyleGAN2Module(pl.LightningModule):
         self.log_dict({"r_t": float(self.ada.r_t), "p": float(self.augment.p) if _has_p(self.augment) else 0.0},
                       prog_bar=True, on_step=True, on_epoch=False)
 
+    def on_train_epoch_start(self) -> None:
+        sampler = getattr(getattr(self.trainer, "datamodule", None), "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # the batches of epoch k are a function of (seed, k), also under DDP
+            sampler.set_epoch(self.current_epoch)
+
     def on_train_epoch_end(self) -> None:
         self.epochs_done = self.current_epoch + 1
         row = {k: float(m.compute()) if m.update_count else float("nan") for k, m in self.epoch_means.items()}
