@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tiny_nets import TINY_D, TINY_G, tiny_nets
 from stylegan_blend.checkpoints import load_network, save_network
 from stylegan_blend.checkpoints import native
 from stylegan_blend.checkpoints.rosinality import (nvidia_to_rosinality_D, nvidia_to_rosinality_G,
@@ -26,38 +27,12 @@ from stylegan_blend.checkpoints.rosinality import (nvidia_to_rosinality_D, nvidi
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Discriminator, Generator
 
-TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
-              mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32))
-TINY_D = dict(c_dim=0, img_resolution=32, img_channels=3, channel_base=256, channel_max=32,
-              epilogue_kwargs=dict(mbstd_group_size=4))
 SQRT2 = math.sqrt(2)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convs are dominated by thread hand-offs; on a shared 2-core box one thread is ~10x faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Non-trivial values everywhere (noise strengths, biases, w_avg) so no mapping error can hide behind a zero."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn_like(p) * 0.2)
-        for name, b in module.named_buffers():
-            if name.endswith("w_avg"):
-                b.normal_()
-    return module.eval()
 
 
 @pytest.fixture(scope="module")
 def nets():
-    return dict(G_ema=randomized(Generator(**TINY_G), 1), G=randomized(Generator(**TINY_G), 2),
-                D=randomized(Discriminator(**TINY_D), 3))
+    return tiny_nets()
 
 
 def z_batch(n=3, seed=0):

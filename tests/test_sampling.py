@@ -9,15 +9,6 @@ from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Generator
 from stylegan_blend.sampling import generate_images, parse_seeds, to_uint8, z_from_seed
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convs are dominated by thread hand-offs; on a shared 2-core box one thread is ~10x faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
               mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32))
 
