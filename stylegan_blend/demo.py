@@ -28,7 +28,8 @@ DEFAULT_BASE = ROOT / "experiments" / "demo" / "base.pt"
 def _run(cmd: list[str]) -> None:
     print("$ " + " ".join(cmd), flush=True)
     env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "offline"), WANDB_SILENT="true")
-    subprocess.run(cmd, check=True, env=env)
+    if subprocess.run(cmd, env=env).returncode != 0:  # the step printed its own error line
+        raise SystemExit(f"error: demo step failed: {' '.join(cmd[1:4])} ... (see the message above)")
 
 
 def _cli(*args: str) -> list[str]:
@@ -54,8 +55,6 @@ def sha256(path: Path) -> str:
 
 def build_base(out: Path, photo: Path, epochs: int, base: Path) -> Path:
     """Pre-train the base on "photo" and store its final G_ema + D in half precision (< 2 MB)."""
-    import torch
-
     from stylegan_blend.checkpoints import load_network, save_network
 
     run = out / "base_run"
@@ -71,7 +70,6 @@ def build_base(out: Path, photo: Path, epochs: int, base: Path) -> Path:
     cmd = f"make demo-base  # = python -m stylegan_blend.demo --build-base --base-epochs {epochs}"
     base.with_name(base.name + ".sha256").write_text(f"{digest}  {base.name}\n# made by: {cmd}\n")
     print(f"base network: {base} ({base.stat().st_size / 1e6:.2f} MB, sha256 {digest})")
-    del torch
     return base
 
 

@@ -273,3 +273,12 @@ def test_mixed_precision_bf16_on_cpu_trains(tmp_path, dataset):
     rows = [r.split(",") for r in (out / "diagnostics.csv").read_text().splitlines()[1:]]
     values = {m: float(v) for _, _, m, v in rows}
     assert np.isfinite(values["loss_G"]) and np.isfinite(values["loss_D"])
+
+
+def test_batch_not_divisible_by_mbstd_group_is_one_line(tmp_path, dataset):
+    from stylegan_blend.errors import UserError
+
+    # 16 train images with batch 32 -> batches of 16 are fine; batch 6 with group 2 is fine; batch 6, group 4 is not
+    with pytest.raises(UserError, match=r"batch of 6 images .* not divisible by the minibatch-stddev group 4"):
+        _fit(_cfg(tmp_path / "run", dataset, "trainer.max_epochs=1", "train.batch_size=6",
+                  "train.mbstd_group_size=4"))

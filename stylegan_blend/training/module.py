@@ -106,6 +106,16 @@ class StyleGAN2Module(pl.LightningModule):
         if res is not None and int(res) != self.G.img_resolution:
             raise UserError(f"data.resolution={res} but the model generates {self.G.img_resolution} px; "
                             f"prepare the data at {self.G.img_resolution} px or choose another model")
+        mbstd = self.D.b4.mbstd
+        group = mbstd.group_size if mbstd is not None else None
+        n_train = getattr(dm, "num_train", None)
+        if group and n_train is not None:
+            batch = min(self.tcfg["batch_size"], n_train)  # fewer images than the batch: the whole set per batch
+            if batch > group and batch % group:
+                raise UserError(f"batch of {batch} images ({n_train} train images, train.batch_size="
+                                f"{self.tcfg['batch_size']}) is not divisible by the minibatch-stddev group "
+                                f"{group}; use more images, a batch that is a multiple of {group}, or "
+                                f"train.mbstd_group_size=1")
 
     def on_fit_start(self) -> None:
         # the device is final only here (setup() runs before the strategy moves the module)
