@@ -1,25 +1,17 @@
 """`stylegan-blend-train`: the Hydra entry point. It only composes the config and wires objects."""
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from . import hydra_callbacks  # registers the job_name resolver
+from . import preflight as _preflight  # registers the swap_res resolver
 from .errors import UserError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def job_dirname(overrides: str, limit: int = 96) -> str:
-    """A sweep job's folder name: its overrides, with path separators replaced and the length capped."""
-    name = overrides.replace("/", "_") or "default"
-    return name if len(name) <= limit else name[:limit] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
-
-
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -30,7 +22,7 @@ def run_dir_of(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def _logger(cfg: DictConfig, run_dir: Path, plain: dict):
+def _logger(cfg: DictConfig, run_dir: Path, plain: dict, step_values=None):
     kind = cfg.logger.kind
     if kind == "none":
         return False
@@ -39,21 +31,28 @@ def _logger(cfg: DictConfig, run_dir: Path, plain: dict):
 
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     if kind == "wandb":
-        import os
+        from .tracking import wandb_logger
 
-        from hydra.core.hydra_config import HydraConfig
-        from pytorch_lightning.loggers import WandbLogger
-
-        os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
-        group, name = cfg.logger.group, cfg.name
-        if HydraConfig.initialized():
-            hc = HydraConfig.get()
-            if str(hc.mode) == "RunMode.MULTIRUN":
-                group = group or hc.sweep.dir
-            name = hc.job.override_dirname or name
-        return WandbLogger(project=cfg.logger.project, save_dir=str(run_dir), group=group or cfg.name,
-                           name=name, config=plain, mode=cfg.logger.mode)
+        return wandb_logger(cfg.logger.project, run_dir, group=_wandb_group(cfg), name=_wandb_name(cfg, run_dir),
+                            config=plain, mode=cfg.logger.mode, step_values=step_values)
     raise UserError(f"logger.kind={kind!r}; expected csv, wandb or none")
+
+
+def _wandb_group(cfg: DictConfig) -> str:
+    """The sweep folder (its last two parts) under multirun, else logger.group or the experiment name."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if cfg.logger.get("group"):
+        return str(cfg.logger.group)
+    if _is_multirun():
+        parts = Path(HydraConfig.get().sweep.dir).parts
+        return "/".join(parts[-2:])
+    return str(cfg.name)
+
+
+def _wandb_name(cfg: DictConfig, run_dir: Path) -> str:
+    """A sweep job: its folder name (job number + swept keys); a single run: <experiment>/<run folder>."""
+    return hydra_callbacks.current_job_name() or f"{cfg.name}/{run_dir.name}"
 
 
 def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
@@ -76,15 +75,13 @@ def train(cfg: DictConfig) -> Path:
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import RichProgressBar
 
+    from . import tracking
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
     from .training.module import StyleGAN2Module
 
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise UserError(f"missing config value(s): {', '.join(missing)}; set them on the command line "
-                        f"(e.g. {missing[0]}=...) or choose an experiment=...")
     run_dir = run_dir_of(cfg)
+    _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     saved = run_dir / ".hydra" / "config.yaml"
@@ -107,16 +104,19 @@ def train(cfg: DictConfig) -> Path:
         callbacks.insert(1, BlendEvalCallback.from_config(plain, run_dir, every))
     if cfg.callbacks.rich_progress and cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty():
         callbacks.append(RichProgressBar())
-    logger = _logger(cfg, run_dir, plain)
+    logger = _logger(cfg, run_dir, plain, step_values=lambda: {"kimg": module.kimg, "epoch": module.epochs_done})
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()], _convert_="all")
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=_resume_path(cfg, run_dir))
-    finally:
+    except BaseException as e:
         if cfg.logger.kind == "wandb":
-            import wandb
-
-            wandb.finish()
+            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else (
+                130 if isinstance(e, KeyboardInterrupt) else 1)
+            tracking.finish(code, f"error: {e}")
+        raise
+    if cfg.logger.kind == "wandb":
+        tracking.finish(0)
     return run_dir
 
 
@@ -151,12 +151,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             out = run_dir_of(cfg)
             out.mkdir(parents=True, exist_ok=True)
             (out / "FAILED").write_text("".join(traceback.format_exception(e)))
-            print(f"error: job {out} failed: {e}", file=sys.stderr)
+            line = f"error: {e}" if expected else f"error: {type(e).__name__}: {e}"
+            hydra_callbacks.write_job_record(out, "failed", error=line.splitlines()[0])
+            print(f"error: job {out.name} failed: {e}", file=sys.stderr)
             return float("inf")
         if not expected:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    if _is_multirun():
+        hydra_callbacks.write_job_record(run_dir, "completed", best=hydra_callbacks.best_cell_text(run_dir))
     print(f"run directory: {run_dir}")
     return best_blend_value(run_dir)
 

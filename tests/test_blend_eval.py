@@ -141,7 +141,7 @@ def test_sweep_configs_compose():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=epochs_x_swap", "data.path=x"])
         assert cfg.trainer.max_epochs == 96 and cfg.checkpoint.every_n_epochs == 24
-        assert list(cfg.blend.swap_res) == [16, 32, 64]
+        assert cfg.blend.swap_res == [4, 8]  # R/16, R/8, R/4 of the default 32 px model, from 4 px up
         for exp in ("anime", "animation", "demo", "demo_base", "cpu_bench"):
             c = compose(config_name="train", overrides=[f"experiment={exp}"], return_hydra_config=True)
             assert c.model.resolution in (32, 64, 256)
@@ -166,7 +166,7 @@ def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = sorted(p.parent for p in sweep_dir.glob("*/networks"))
-    assert [j.name.split(",")[0] for j in jobs] == ["0_augment=none", "1_augment=diffaug"]
+    assert [j.name for j in jobs] == ["0_augment-none", "1_augment-diffaug"]  # only the swept key
     for j in jobs:
         assert (j / "networks" / "epoch=0001.pt").is_file()
         assert any((j / "wandb").glob("offline-run-*")), "one offline W&B run per job"
@@ -182,7 +182,7 @@ def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa:
             "callbacks.blend_eval=false", "logger=none", "trainer.enable_progress_bar=false", "augment=none",
             "train.diagnostics.num_images=4", "train.diagnostics.grid_size=4", f"hydra.sweep.dir={sweep_dir}"]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 1, r.stderr[-3000:]  # Seen 2: a sweep with a failed job used to exit 0
     assert len(list(sweep_dir.glob("*/FAILED"))) == 1
     assert len(list(sweep_dir.glob("*/networks/epoch=0001.pt"))) == 1
 

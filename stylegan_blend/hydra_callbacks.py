@@ -1,0 +1,221 @@
+"""Hydra hooks of `stylegan-blend-train` (conf/hydra/default.yaml lists them).
+
+- `RunStart` (single runs): the preflight check before Hydra creates the run folder, and `ckpt_path=last`
+  without `paths.output_dir` pointed at the newest resumable run of the same experiment.
+- `SweepStart` / `SweepSummary` (multirun): the swept keys (job names are made of them only), and at the
+  end a table of every job's outcome, written to the sweep folder; the command exits 1 if any job failed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+SWEPT_FILE = "swept_keys.json"
+JOB_FILE = "job.json"
+
+# ------------------------------------------------------------------ job names
+
+
+def _short_value(value: str) -> str:
+    v = str(value).strip()
+    if "/" in v or os.sep in v:
+        v = Path(v.rstrip("/")).name or v
+    try:
+        f = float(v)
+        if not v.lstrip("-").isdigit() and f == f:
+            v = f"{f:.4g}"
+    except ValueError:
+        pass
+    v = re.sub(r"[\[\]{}()'\" ]", "", v).replace(",", "-")
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", v) or "none"
+
+
+def _key_value(override: str) -> tuple[str, str]:
+    key, _, value = override.lstrip("+~").partition("=")
+    return key, value
+
+
+def swept_keys(task_overrides: list[str], sweeper_params: dict | None) -> list[str]:
+    """Keys that vary across the jobs of a sweep: sweep syntax on the command line + the sweeper's params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = []
+    for o in OverridesParser.create().parse_overrides(list(task_overrides)):
+        if o.is_sweep_override():
+            keys.append(o.get_key_element().lstrip("+~"))
+    return keys + [k for k in (sweeper_params or {}) if k not in keys]
+
+
+def job_name(num, sweep_dir, task_overrides, sweeper_params=None) -> str:
+    """`<num>_<key>-<value>_...` from the swept keys only: short keys and values, unique by the job number."""
+    path = Path(str(sweep_dir)) / SWEPT_FILE
+    if path.is_file():
+        keys = json.loads(path.read_text())
+    else:  # launched without SweepStart: the sweeper's own params are what varies
+        keys = list(sweeper_params or {})
+    values = dict(_key_value(o) for o in task_overrides or [])
+    items = [(k, values[k]) for k in keys if k in values]
+    tails = [k.rsplit(".", 1)[-1].rsplit("/", 1)[-1] for k, _ in items]
+    parts = []
+    for (k, v), tail in zip(items, tails):
+        label = tail if tails.count(tail) == 1 else k.replace("/", ".")
+        parts.append(f"{label}-{_short_value(v)}")
+    return f"{num}_" + "_".join(parts) if parts else str(num)
+
+
+OmegaConf.register_new_resolver("job_name", job_name, replace=True)
+
+
+def current_job_name() -> str | None:
+    """The job name of the running multirun job, None in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if str(hc.mode) != "RunMode.MULTIRUN":
+        return None
+    return Path(hc.runtime.output_dir).name
+
+
+# ------------------------------------------------------------------ job outcome
+
+
+def write_job_record(run_dir: Path, status: str, error: str | None = None, best: str | None = None) -> None:
+    path = Path(run_dir) / JOB_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"status": status, "error": error, "best": best}) + "\n")
+    os.replace(tmp, path)
+
+
+def best_cell_text(run_dir: Path) -> str | None:
+    if not (Path(run_dir) / "metrics.csv").is_file():
+        return None
+    try:
+        from .reporting import best_cells
+
+        best = best_cells(Path(run_dir) / "metrics.csv")
+    except Exception:  # noqa: BLE001 - an unreadable metrics file leaves the cell blank
+        return None
+    if not best:
+        return None
+    b = best[-1]
+    cell = f"swap{b.swap_res}_{b.direction}" if b.direction else str(b.swap_res)
+    return f"epoch {b.epoch} {cell} {b.metric}={b.value:.4g}"
+
+
+def sweep_rows(sweep_dir: Path) -> list[dict]:
+    rows = []
+    for job in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+                      key=lambda p: (int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 1 << 30, p.name)):
+        rec = {}
+        if (job / JOB_FILE).is_file():
+            rec = json.loads((job / JOB_FILE).read_text())
+        elif (job / "FAILED").is_file():
+            rec = {"status": "failed"}
+        status = rec.get("status") or "unfinished"
+        error = rec.get("error") or ""
+        if status == "failed" and not error and (job / "FAILED").is_file():
+            lines = [line for line in (job / "FAILED").read_text().splitlines() if line.strip()]
+            error = lines[-1] if lines else ""
+        rows.append({"job": job.name.split("_")[0], "status": status, "folder": job.name,
+                     "best": rec.get("best") or best_cell_text(job) or "", "error": error})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = ["job", "status", "folder", "best", "error"]
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in cols}
+    lines = ["  ".join(c.ljust(widths[c]) for c in cols)]
+    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in cols).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+class SweepStart(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hc = config.hydra
+        sweep_dir = Path(str(hc.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        params = hc.sweeper.get("params") if "sweeper" in hc else None
+        params = OmegaConf.to_container(params) if params is not None else {}
+        keys = swept_keys(OmegaConf.to_container(hc.overrides.task), params)
+        (sweep_dir / SWEPT_FILE).write_text(json.dumps(keys) + "\n")
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        rows = sweep_rows(sweep_dir)
+        table = format_table(rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["job", "status", "folder", "best", "error"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        for name, text in (("summary.csv", buf.getvalue()), ("summary.txt", table + "\n")):
+            tmp = sweep_dir / (name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, sweep_dir / name)
+        failed = [r for r in rows if r["status"] != "completed"]
+        print(f"sweep {sweep_dir}: {len(rows) - len(failed)} of {len(rows)} job(s) completed\n{table}")
+        if failed:
+            print(f"error: {len(failed)} of {len(rows)} sweep job(s) did not complete; see {sweep_dir / 'summary.txt'}",
+                  file=sys.stderr)
+            sys.stdout.flush()
+            sys.exit(1)
+
+
+# ------------------------------------------------------------------ single runs
+
+
+def newest_resumable_run(experiment_root: Path) -> Path | None:
+    """The run folder under outputs/<name>/ whose checkpoints/last.ckpt is newest."""
+    if not experiment_root.is_dir():
+        return None
+    lasts = [p for p in experiment_root.glob("*/checkpoints/last.ckpt") if p.is_file()]
+    return max(lasts, key=lambda p: p.stat().st_mtime).parent.parent if lasts else None
+
+
+class RunStart(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from .errors import UserError
+        from .preflight import preflight
+
+        task_overrides = [str(o) for o in config.hydra.overrides.task]
+        given = any(_key_value(o)[0] in ("paths.output_dir", "hydra.run.dir") for o in task_overrides + [
+            str(o) for o in config.hydra.overrides.hydra])
+        if config.get("ckpt_path") == "last":
+            if given:
+                run_dir = Path(str(config.hydra.run.dir))
+            else:
+                root = Path(str(config.paths.output_dir)).parent
+                run_dir = newest_resumable_run(root)
+                if run_dir is None:
+                    print(f"error: ckpt_path=last: no run of experiment {config.name!r} with checkpoints/last.ckpt "
+                          f"under {root}; give paths.output_dir=RUN_DIR or start without ckpt_path", file=sys.stderr)
+                    sys.exit(1)
+                print(f"ckpt_path=last: resuming the newest run of {config.name!r}: {run_dir}", file=sys.stderr)
+                with read_write(config), open_dict(config):
+                    config.paths.output_dir = str(run_dir)
+                    config.hydra.run.dir = str(run_dir)
+            if (run_dir / ".hydra" / "overrides.yaml").is_file():  # keep the first launch's record
+                from datetime import datetime
+
+                with read_write(config), open_dict(config):
+                    config.hydra.output_subdir = f".hydra/resume-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        try:
+            preflight(task, Path(str(config.hydra.run.dir)))
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
