@@ -57,8 +57,10 @@ def drop_cells(metrics_csv: Path, cells: set[tuple[int, str, str]]) -> None:
     os.replace(tmp, metrics_csv)
 
 
-def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, device: str = "cpu") -> int:
-    """Score every exported checkpoint; returns the number of metric rows added."""
+def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, device: str = "cpu",
+                 log_wandb: bool = True) -> int:
+    """Score every exported checkpoint; returns the number of metric rows added (also logged into the run's
+    W&B run when it has one)."""
     import torch
 
     from .callbacks.blend_eval import BlendScorer, isolated_rng, scored_cells
@@ -67,7 +69,7 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
     cfg = run_config(run_dir, overrides)
     cfg.setdefault("paths", {})
     scorer = BlendScorer.from_config(cfg, run_dir, device=device)
-    added = 0
+    added = []
     with isolated_rng():
         for epoch, path in exported_networks(run_dir):
             net = load_network(path, device=device)
@@ -78,10 +80,15 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
             todo = [c for c in scorer.cells(("base", "") not in skip) if (str(c[0]), c[1]) not in skip]
             print(f"epoch {epoch}: {len(todo)} cell(s) to score" + ("" if todo else " (all present)"))
             if todo:
-                added += len(scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip))
+                added += scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip)
             del net
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    return added
+    if added and log_wandb:
+        from .tracking import log_posthoc
+
+        if log_posthoc(run_dir, added):  # the run it scores: W&B and metrics.csv agree
+            print(f"logged {len(added)} metric row(s) to the run's W&B run")
+    return len(added)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")

@@ -44,8 +44,9 @@ def wandb_logger(project: str, run_dir: Path, group: str | None, name: str, conf
         def log_metrics(self, metrics, step=None):
             row = dict(metrics)
             if self.step_values is not None:
-                for k, v in self.step_values().items():
-                    row.setdefault(k, v)
+                values = self.step_values()
+                row.setdefault("kimg", values["kimg"])
+                row["epoch"] = values["epoch"]  # 1-based as checkpoint names, not Lightning's 0-based counter
             super().log_metrics(row, step=None)  # no trainer/global_step: kimg is the x-axis
 
     logger = _KimgLogger(project=project, save_dir=str(run_dir), group=group, name=name, config=config,

@@ -104,7 +104,7 @@ def train(cfg: DictConfig) -> Path:
         callbacks.insert(1, BlendEvalCallback.from_config(plain, run_dir, every))
     if cfg.callbacks.rich_progress and cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty():
         callbacks.append(RichProgressBar())
-    logger = _logger(cfg, run_dir, plain, step_values=lambda: {"kimg": module.kimg, "epoch": module.epochs_done})
+    logger = _logger(cfg, run_dir, plain, step_values=lambda: {"kimg": module.kimg, "epoch": module.current_epoch + 1})
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()], _convert_="all")
     try:

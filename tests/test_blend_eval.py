@@ -68,6 +68,15 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
     last = max(tables, key=lambda p: len(json.loads(p.read_text())["data"]))
     assert {row[0] for row in json.loads(last.read_text())["data"]} == {1, 2}
     assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/*.png"))
+    # blend scores share the training values' x-axis: kimg (and epoch) in the same row, as in metrics.csv
+    from wandb_records import offline_runs
+
+    (wb,) = offline_runs(run)
+    logged = {(h["epoch"], round(h["kimg"], 3)): h for h in wb.history if "blend/kd_randcnn/swap4_low_base" in h}
+    for r in rows:
+        if r["swap_res"] == "4" and r["metric"] == "kd_randcnn":
+            h = logged[(int(r["epoch"]), round(float(r["kimg"]), 3))]
+            assert h["blend/kd_randcnn/swap4_low_base"] == pytest.approx(float(r["value"]))
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))
@@ -167,9 +176,15 @@ def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = sorted(p.parent for p in sweep_dir.glob("*/networks"))
     assert [j.name for j in jobs] == ["0_augment-none", "1_augment-diffaug"]  # only the swept key
+    from wandb_records import offline_runs
+
     for j in jobs:
         assert (j / "networks" / "epoch=0001.pt").is_file()
-        assert any((j / "wandb").glob("offline-run-*")), "one offline W&B run per job"
+        (run,) = offline_runs(j)  # one offline W&B run per job, named like its folder, grouped by the sweep
+        assert run.run.display_name == j.name and run.run.run_group == f"{tmp_path.name}/sweep"
+        assert run.exit_code == 0
+    table = (sweep_dir / "summary.txt").read_text()
+    assert table.splitlines()[1].split()[:3] == ["0", "completed", "0_augment-none"]
 
 
 def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa: F811
@@ -185,6 +200,11 @@ def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa:
     assert r.returncode == 1, r.stderr[-3000:]  # Seen 2: a sweep with a failed job used to exit 0
     assert len(list(sweep_dir.glob("*/FAILED"))) == 1
     assert len(list(sweep_dir.glob("*/networks/epoch=0001.pt"))) == 1
+    rows = _rows(sweep_dir / "summary.csv")
+    assert [(r["job"], r["status"], r["folder"]) for r in rows] == [("0", "failed", "0_path-missing"),
+                                                                     ("1", "completed", f"1_path-{dataset.name}")]
+    assert rows[0]["error"].startswith(f"error: data.path={tmp_path / 'missing'}: no such dataset folder")
+    assert "0_path-missing" in r.stdout and "1 of 2 job(s) completed" in r.stdout
 
 
 def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noqa: F811
