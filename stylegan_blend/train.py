@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from .errors import Terminated, UserError, report_failure
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -35,9 +35,9 @@ def _logger(cfg: DictConfig, run_dir: Path, plain: dict):
     if kind == "none":
         return False
     if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+        from .runfolder import resumable_csv_logger
 
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        return resumable_csv_logger(run_dir)
     if kind == "wandb":
         import os
 
@@ -70,14 +70,47 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(cfg.ckpt_path)
 
 
+def _save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """The run's record in .hydra/, written here (hydra.output_subdir is null) so that a refused start
+    never replaces the config of the run already in the folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .runfolder import write_text_atomic
+
+    folder = run_dir / ".hydra"
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(hc.overrides.task))
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}))
+
+
+def check_resume_checkpoint(path: str, module) -> None:
+    """Before Lightning loads it: refuse a corrupt, code-carrying or non-finite checkpoint, or one of another
+    architecture, in one line (Lightning would answer each with a traceback)."""
+    from .checkpoints import load_network
+
+    net = load_network(path)
+    for name in ("G_ema", "G", "D"):
+        ours, theirs = getattr(module, name), getattr(net, name)
+        if theirs is None:
+            continue
+        for key, value in theirs.init_kwargs.items():
+            if ours.init_kwargs.get(key) != value:
+                raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
+                                f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
+
+
 def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import RichProgressBar
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
+    from .runfolder import RunFolder, claim_run_folder
     from .training.module import StyleGAN2Module
 
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -85,18 +118,21 @@ def train(cfg: DictConfig) -> Path:
         raise UserError(f"missing config value(s): {', '.join(missing)}; set them on the command line "
                         f"(e.g. {missing[0]}=...) or choose an experiment=...")
     run_dir = run_dir_of(cfg)
+    ckpt_path = _resume_path(cfg, run_dir)
+    print(claim_run_folder(run_dir, cfg.ckpt_path not in (None, ""), bool(cfg.get("overwrite", False)),
+                           ckpt_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.exists():  # called without @hydra.main (tests, notebooks): keep the same record
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(OmegaConf.to_yaml(plain))
+    _save_config(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
+    if ckpt_path is not None:
+        check_resume_checkpoint(ckpt_path, module)
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
+        RunFolder(run_dir),
         NetworkExport(run_dir, every, source=cfg.model.init_from),
         EpochCheckpoint(every, dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
                         auto_insert_metric_name=False, save_last=bool(cfg.checkpoint.save_last)),
@@ -104,14 +140,18 @@ def train(cfg: DictConfig) -> Path:
     if cfg.callbacks.blend_eval and cfg.blend.base:
         from .callbacks.blend_eval import BlendEvalCallback
 
-        callbacks.insert(1, BlendEvalCallback.from_config(plain, run_dir, every))
+        callbacks.insert(2, BlendEvalCallback.from_config(plain, run_dir, every))
     if cfg.callbacks.rich_progress and cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty():
         callbacks.append(RichProgressBar())
     logger = _logger(cfg, run_dir, plain)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()], _convert_="all")
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=_resume_path(cfg, run_dir))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "no checkpoint"
+        raise Terminated(f"SIGTERM: stopped after epoch {module.epochs_done} (saved: {last}); "
+                         f"resume with ckpt_path=last") from None
     finally:
         if cfg.logger.kind == "wandb":
             import wandb
@@ -139,12 +179,9 @@ def best_blend_value(run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
-    from .training.module import TrainingDiverged
-
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
-        expected = isinstance(e, (UserError, TrainingDiverged))
         if _is_multirun():
             import traceback
 
@@ -153,10 +190,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             (out / "FAILED").write_text("".join(traceback.format_exception(e)))
             print(f"error: job {out} failed: {e}", file=sys.stderr)
             return float("inf")
-        if not expected:
+        code = report_failure(e)
+        if code is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(code)
     print(f"run directory: {run_dir}")
     return best_blend_value(run_dir)
 
