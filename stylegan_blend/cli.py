@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import UserError
+from .errors import report_failure
 
 # Feature packages that add subcommands; one not written yet is skipped so the CLI always starts.
 COMMAND_MODULES = (
@@ -53,15 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # unwritable folder, full disk...: the user's environment, not a bug
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:  # expected failures -> one line (errors.report_failure)
+        code = report_failure(exc)
+        if code is None:
+            raise
+        return code
 
 
 if __name__ == "__main__":

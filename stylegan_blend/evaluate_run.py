@@ -1,17 +1,14 @@
 """`stylegan-blend-eval`: score the exported networks of a finished run (a new swap grid needs no retraining)."""
 from __future__ import annotations
 
-import csv
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from .errors import UserError, check_device, report_failure
 from .train import CONF_DIR
 
 _EPOCH = re.compile(r"epoch=(\d+)\.pt$")
@@ -41,26 +38,13 @@ def exported_networks(run_dir: Path) -> list[tuple[int, Path]]:
     return nets
 
 
-def drop_cells(metrics_csv: Path, cells: set[tuple[int, str, str]]) -> None:
-    """Remove rows of (epoch, swap_res, direction) cells so they can be scored again (atomic rewrite)."""
-    if not metrics_csv.is_file():
-        return
-    with open(metrics_csv, newline="") as f:
-        reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames, list(reader)
-    keep = [r for r in rows if (int(r["epoch"]), r["swap_res"], r["direction"]) not in cells]
-    fd, tmp = tempfile.mkstemp(dir=metrics_csv.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
-        w.writeheader()
-        w.writerows(keep)
-    os.replace(tmp, metrics_csv)
-
-
 def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, device: str = "cpu",
                  log_wandb: bool = True) -> int:
     """Score every exported checkpoint; returns the number of metric rows added (also logged into the run's
-    W&B run when it has one)."""
+    W&B run when it has one).
+
+    A cell counts as done only when it has rows of this extractor. `rescore` scores the cells again and
+    replaces their rows once the new values exist (never deleting first)."""
     import torch
 
     from .callbacks.blend_eval import BlendScorer, isolated_rng, scored_cells
@@ -69,19 +53,22 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
     cfg = run_config(run_dir, overrides)
     cfg.setdefault("paths", {})
     scorer = BlendScorer.from_config(cfg, run_dir, device=device)
+    nets = exported_networks(run_dir)
     added = []
     with isolated_rng():
-        for epoch, path in exported_networks(run_dir):
-            net = load_network(path, device=device)
-            if rescore:
-                drop_cells(run_dir / "metrics.csv", {(epoch, str(r), d) for r, d in scorer.cells(False)})
-            done = scored_cells(run_dir / "metrics.csv")
-            skip = set(done.get(epoch, set())) | done.get(-1, set())
+        scorer.prepare()  # weights, extractor and reference features first: a missing file fails before any work
+        for epoch, path in nets:
+            done = scored_cells(run_dir / "metrics.csv", scorer.extractor.name)
+            skip = set() if rescore else set(done.get(epoch, set())) | done.get(-1, set())
+            if rescore and done.get(-1):
+                skip = {("base", "")}
             todo = [c for c in scorer.cells(("base", "") not in skip) if (str(c[0]), c[1]) not in skip]
             print(f"epoch {epoch}: {len(todo)} cell(s) to score" + ("" if todo else " (all present)"))
             if todo:
-                added += scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip)
-            del net
+                net = load_network(path, device=device)
+                added += scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip,
+                                                 network_file=path, replace=rescore)
+                del net
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
     if added and log_wandb:
         from .tracking import log_posthoc
@@ -93,14 +80,14 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def _hydra_main(cfg: DictConfig) -> None:
-    import torch
-
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        added = evaluate_run(Path(cfg.run_dir), cfg, rescore=cfg.rescore, device=device)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        device = check_device(cfg.device)
+        added = evaluate_run(Path(cfg.run_dir), cfg, rescore=bool(cfg.rescore), device=device)
+    except Exception as e:  # noqa: BLE001 - expected failures become one line; a bug keeps its traceback
+        code = report_failure(e)
+        if code is None:
+            raise
+        sys.exit(code)
     print(f"{added} metric row(s) added to {Path(cfg.run_dir) / 'metrics.csv'}")
 
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import hydra_callbacks  # registers the job_name resolver
 from . import preflight as _preflight  # registers the swap_res resolver
-from .errors import UserError
+from .errors import Terminated, UserError, failure_line, report_failure
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -27,9 +27,9 @@ def _logger(cfg: DictConfig, run_dir: Path, plain: dict, step_values=None):
     if kind == "none":
         return False
     if kind == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+        from .runfolder import resumable_csv_logger
 
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        return resumable_csv_logger(run_dir)
     if kind == "wandb":
         from .tracking import wandb_logger
 
@@ -69,31 +69,69 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(cfg.ckpt_path)
 
 
+def _save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """The run's record in .hydra/, written here (hydra.output_subdir is null) so that a refused start
+    never replaces the config of the run already in the folder."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .runfolder import write_text_atomic
+
+    folder = run_dir / ".hydra"
+    if HydraConfig.initialized() and HydraConfig.get().output_subdir is not None:
+        return  # a resume: Hydra writes its own record to .hydra/resume-*, the first launch's stays
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(hc.overrides.task))
+        write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}))
+
+
+def check_resume_checkpoint(path: str, module) -> None:
+    """Before Lightning loads it: refuse a corrupt, code-carrying or non-finite checkpoint, or one of another
+    architecture, in one line (Lightning would answer each with a traceback)."""
+    from .checkpoints import load_network
+
+    net = load_network(path)
+    for name in ("G_ema", "G", "D"):
+        ours, theirs = getattr(module, name), getattr(net, name)
+        if theirs is None:
+            continue
+        for key, value in theirs.init_kwargs.items():
+            if ours.init_kwargs.get(key) != value:
+                raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
+                                f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
+
+
 def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import RichProgressBar
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from . import tracking
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
+    from .runfolder import RunFolder, claim_run_folder
     from .training.module import StyleGAN2Module
 
     run_dir = run_dir_of(cfg)
     _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
+    ckpt_path = _resume_path(cfg, run_dir)
+    print(claim_run_folder(run_dir, cfg.ckpt_path not in (None, ""), bool(cfg.get("overwrite", False)),
+                           ckpt_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.exists():  # called without @hydra.main (tests, notebooks): keep the same record
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(OmegaConf.to_yaml(plain))
+    _save_config(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
+    if ckpt_path is not None:
+        check_resume_checkpoint(ckpt_path, module)
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
+        RunFolder(run_dir),
         NetworkExport(run_dir, every, source=cfg.model.init_from),
         EpochCheckpoint(every, dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
                         auto_insert_metric_name=False, save_last=bool(cfg.checkpoint.save_last)),
@@ -101,18 +139,23 @@ def train(cfg: DictConfig) -> Path:
     if cfg.callbacks.blend_eval and cfg.blend.base:
         from .callbacks.blend_eval import BlendEvalCallback
 
-        callbacks.insert(1, BlendEvalCallback.from_config(plain, run_dir, every))
+        callbacks.insert(2, BlendEvalCallback.from_config(plain, run_dir, every))
     if cfg.callbacks.rich_progress and cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty():
         callbacks.append(RichProgressBar())
     logger = _logger(cfg, run_dir, plain, step_values=lambda: {"kimg": module.kimg, "epoch": module.current_epoch + 1})
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(run_dir),
                           plugins=[AtomicCheckpointIO()], _convert_="all")
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=_resume_path(cfg, run_dir))
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except SIGTERMException:
+            last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "no checkpoint"
+            raise Terminated(f"SIGTERM: stopped after epoch {module.epochs_done} (saved: {last}); "
+                             f"resume with ckpt_path=last") from None
     except BaseException as e:
         if cfg.logger.kind == "wandb":
             code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else (
-                130 if isinstance(e, KeyboardInterrupt) else 1)
+                130 if isinstance(e, KeyboardInterrupt) else getattr(e, "exit_code", 1))
             tracking.finish(code, f"error: {e}")
         raise
     if cfg.logger.kind == "wandb":
@@ -139,26 +182,24 @@ def best_blend_value(run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
-    from .training.module import TrainingDiverged
-
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
-        expected = isinstance(e, (UserError, TrainingDiverged))
         if _is_multirun():
             import traceback
 
             out = run_dir_of(cfg)
             out.mkdir(parents=True, exist_ok=True)
             (out / "FAILED").write_text("".join(traceback.format_exception(e)))
-            line = f"error: {e}" if expected else f"error: {type(e).__name__}: {e}"
+            found = failure_line(e)
+            line = f"error: {found[0]}" if found else f"error: {type(e).__name__}: {e}"
             hydra_callbacks.write_job_record(out, "failed", error=line.splitlines()[0])
             print(f"error: job {out.name} failed: {e}", file=sys.stderr)
             return float("inf")
-        if not expected:
+        code = report_failure(e)
+        if code is None:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(code)
     if _is_multirun():
         hydra_callbacks.write_job_record(run_dir, "completed", best=hydra_callbacks.best_cell_text(run_dir))
     print(f"run directory: {run_dir}")

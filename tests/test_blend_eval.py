@@ -50,7 +50,14 @@ def blend_run(tmp_path_factory, dataset, base):  # noqa: F811
 def test_callback_writes_every_checkpoint_cell(blend_run):
     run, _, _ = blend_run
     rows = _rows(run / "metrics.csv")
-    assert list(rows[0]) == ["epoch", "kimg", "swap_res", "direction", "metric", "value", "n_gen", "n_ref", "extractor"]
+    assert list(rows[0]) == ["epoch", "kimg", "swap_res", "direction", "metric", "value", "n_gen", "n_ref", "extractor",
+                             "network_sha256"]
+    import hashlib
+
+    for r in rows:  # each row names the network file it was computed from, by content
+        net = run / "networks" / f"epoch={int(r['epoch']):04d}.pt" if r["swap_res"] != "base" else None
+        if net is not None:
+            assert r["network_sha256"] == hashlib.sha256(net.read_bytes()).hexdigest()
     cells = {(r["epoch"], r["swap_res"], r["direction"], r["metric"]) for r in rows}
     for epoch in ("1", "2"):
         for m in PROXY:
@@ -129,6 +136,46 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
     assert added == 2 * 2 * len(PROXY) and len(after) == len(before) + added
     new = {(r["epoch"], r["swap_res"], r["direction"]) for r in after[len(before):]}
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
+
+
+def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_done(blend_run, tmp_path):
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from stylegan_blend.errors import UserError
+    from stylegan_blend.evaluate_run import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(blend_run[0], run)
+    rows = [r for r in _rows(run / "metrics.csv") if r["direction"] in ("", "low_base")]  # the run's own grid
+    # scores of another feature space do not make a randcnn cell "done"
+    other = [dict(r, extractor="inception", metric=r["metric"].replace("randcnn", "x")) for r in rows]
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(other)
+    plain = OmegaConf.create({"blend": {}, "metrics": {}})
+    added = evaluate_run(run, plain)
+    assert added == len(rows) and len(_rows(run / "metrics.csv")) == 2 * len(rows)
+    # rescore with an extractor whose weights are missing: fails before anything is dropped
+    before = (run / "metrics.csv").read_bytes()
+    missing = OmegaConf.create({"blend": {}, "metrics": {"extractor": "inception",
+                                                        "inception_path": str(tmp_path / "nope.pt")}})
+    with pytest.raises(UserError):
+        evaluate_run(run, missing, rescore=True)
+    assert (run / "metrics.csv").read_bytes() == before
+    # rescore replaces the randcnn rows in place: same count, same (deterministic) values, hashes kept
+    assert evaluate_run(run, plain, rescore=True) == len(rows) - len(PROXY)  # the base cell is kept
+    after = _rows(run / "metrics.csv")
+    assert len(after) == 2 * len(rows)
+    key = lambda r: (r["epoch"], r["swap_res"], r["direction"], r["metric"], r["extractor"])  # noqa: E731
+    assert sorted(map(key, after)) == sorted(map(key, other + rows))
+    want = {key(r): float(r["value"]) for r in rows}
+    for r in after:
+        if r["extractor"] == "randcnn":
+            assert float(r["value"]) == pytest.approx(want[key(r)], rel=1e-4, abs=1e-7)
+            assert len(r["network_sha256"]) == 64
 
 
 def test_report_renders_from_the_run(blend_run):

@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..errors import UserError
-from .export import is_checkpoint_epoch
+from .export import is_checkpoint_epoch, network_path, skip_bad_epoch
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,21 @@ class BlendScorer:
         return blend_generators(low, high, int(swap_res), width=self.width, mapping=self.mapping)
 
     @torch.no_grad()
-    def score_checkpoint(self, tuned, epoch: int, kimg: float, skip: set | None = None) -> list[dict]:
-        """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples."""
+    def score_checkpoint(self, tuned, epoch: int, kimg: float, skip: set | None = None,
+                         network_file: Path | None = None, replace: bool = False) -> list[dict]:
+        """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples.
+
+        Rows carry the SHA-256 of `network_file` (the file `tuned` came from) and, for the base cell, of the
+        base network. `replace`: the new rows supersede rows of the same cell, metric and extractor, in one
+        atomic rewrite once all of them exist (nothing is dropped before)."""
         from ..evaluation import evaluate_generator
+        from ..evaluation.metrics_csv import append_metrics_rows, cell_key
+        from ..runfolder import file_sha256
 
         self.prepare()
         skip = skip or set()
         include_base = ("base", "") not in skip
+        hashes = {"tuned": file_sha256(network_file) if network_file and Path(network_file).is_file() else ""}
         rows = []
         for swap_res, direction in self.cells(include_base):
             if (str(swap_res), direction) in skip:
@@ -136,14 +144,17 @@ class BlendScorer:
             scores = evaluate_generator(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
                                         device=self.device, source_ref_features=self.src_ref)
             self.save_samples(G, epoch, cell_name(swap_res, direction))
+            if swap_res == "base" and "base" not in hashes:
+                hashes["base"] = file_sha256(self.base_path)
+            sha = hashes["base"] if swap_res == "base" else hashes["tuned"]
             for metric, value in scores.items():
                 n_ref = len(self.src_ref) if metric.startswith("src_") else len(self.ref)
                 rows.append(dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction,
                                  metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
-                                 extractor=self.extractor.name))
-        from ..evaluation.metrics_csv import append_metrics_rows
-
-        append_metrics_rows(self.run_dir / "metrics.csv", rows)
+                                 extractor=self.extractor.name, network_sha256=sha))
+        keys = {cell_key(r) for r in rows}
+        append_metrics_rows(self.run_dir / "metrics.csv", rows, replace=(lambda r: cell_key(r) in keys)
+                            if replace else None)
         return rows
 
     def save_samples(self, G, epoch: int, cell: str) -> Path:
@@ -162,15 +173,17 @@ class BlendScorer:
         return path
 
 
-def scored_cells(metrics_csv: Path) -> dict[int, set]:
-    """{epoch: {(swap_res, direction), ...}} already present in metrics.csv; base rows under key -1."""
+def scored_cells(metrics_csv: Path, extractor: str | None = None) -> dict[int, set]:
+    """{epoch: {(swap_res, direction), ...}} already scored in metrics.csv (with `extractor` when given: another
+    feature space does not count); base rows under key -1."""
+    from ..evaluation.metrics_csv import read_metrics_rows
+
     done: dict[int, set] = {}
-    if not Path(metrics_csv).is_file():
-        return done
-    with open(metrics_csv, newline="") as f:
-        for row in csv.DictReader(f):
-            key = -1 if row["swap_res"] == "base" else int(row["epoch"])
-            done.setdefault(key, set()).add((row["swap_res"], row["direction"]))
+    for row in read_metrics_rows(metrics_csv):
+        if extractor is not None and row["extractor"] != extractor:
+            continue
+        key = -1 if row["swap_res"] == "base" else int(float(row["epoch"]))
+        done.setdefault(key, set()).add((row["swap_res"], row["direction"]))
     return done
 
 
@@ -191,11 +204,14 @@ class BlendEvalCallback(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
         if trainer.global_rank != 0 or not is_checkpoint_epoch(trainer, self.every_n_epochs):
             return
+        if skip_bad_epoch(trainer, module):
+            return
         epoch = trainer.current_epoch + 1
-        done = scored_cells(self.scorer.run_dir / "metrics.csv")
+        done = scored_cells(self.scorer.run_dir / "metrics.csv", self.scorer.extractor.name)
         skip = set(done.get(epoch, set())) | (done.get(-1, set()))
         with isolated_rng():
-            rows = self.scorer.score_checkpoint(module.G_ema, epoch, module.kimg, skip=skip)
+            rows = self.scorer.score_checkpoint(module.G_ema, epoch, module.kimg, skip=skip,
+                                                network_file=network_path(self.scorer.run_dir, epoch))
         self._log(trainer, epoch, rows)
 
     def _log(self, trainer, epoch: int, rows: list[dict]) -> None:

@@ -6,6 +6,7 @@ other callbacks' epoch hooks, so its file for this epoch does not exist yet (DES
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,6 +22,32 @@ def is_checkpoint_epoch(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return (every_n_epochs > 0 and epoch % every_n_epochs == 0) or last
 
 
+def bad_state(module) -> str | None:
+    """Why this epoch's state must not be exported, scored or checkpointed (None when it is good)."""
+    phases = sorted(getattr(module, "nonfinite_phases", ()) or ())
+    if phases:
+        return f"non-finite losses in {', '.join(phases)}"
+    for name, net in (("G_ema", module.G_ema), ("G", module.G), ("D", module.D)):
+        for key, t in net.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"non-finite values in {name}.{key}"
+    return None
+
+
+def skip_bad_epoch(trainer: pl.Trainer, module) -> bool:
+    """True (and one warning per epoch) when the epoch went non-finite."""
+    reason = bad_state(module)
+    if reason is None:
+        return False
+    epoch = trainer.current_epoch + 1
+    if getattr(module, "_warned_bad_epoch", None) != epoch and trainer.global_rank == 0:
+        module._warned_bad_epoch = epoch
+        print(f"warning: epoch {epoch}: {reason}; not exported, scored or checkpointed "
+              f"(last good checkpoint: {getattr(trainer.checkpoint_callback, 'last_model_path', '') or 'none'})",
+              file=sys.stderr)
+    return True
+
+
 def network_path(run_dir: Path, epoch: int) -> Path:
     return Path(run_dir) / "networks" / f"epoch={epoch:04d}.pt"
 
@@ -31,6 +58,8 @@ class NetworkExport(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
         if trainer.global_rank != 0 or not is_checkpoint_epoch(trainer, self.every_n_epochs):
+            return
+        if skip_bad_epoch(trainer, module):
             return
         from ..checkpoints import save_network
 
@@ -43,11 +72,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temp file then renamed: a killed run never leaves half a file."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        from ..checkpoints.network import atomic_write
+
+        atomic_write(path, lambda f: torch.save(checkpoint, f))  # temp removed and one error line on failure
 
 
 class EpochCheckpoint(ModelCheckpoint):
@@ -55,10 +82,14 @@ class EpochCheckpoint(ModelCheckpoint):
     `last.ckpt` after every epoch so a killed run loses at most one epoch."""
 
     def __init__(self, every_n_epochs: int, **kwargs):
-        super().__init__(every_n_epochs=1, save_top_k=-1, save_on_train_epoch_end=True, **kwargs)
+        # no version counter: last.ckpt is always the newest state, a redone epoch replaces its file
+        super().__init__(every_n_epochs=1, save_top_k=-1, save_on_train_epoch_end=True,
+                         enable_version_counter=False, **kwargs)
         self.every = int(every_n_epochs)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if skip_bad_epoch(trainer, pl_module):
+            return
         if is_checkpoint_epoch(trainer, self.every):
             super().on_train_epoch_end(trainer, pl_module)
         elif self.save_last and not trainer.sanity_checking:

@@ -5,6 +5,8 @@ import argparse
 import pickle
 import re
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -37,12 +39,38 @@ def _torch_load(path: Path):
                         f"tensors and containers are loaded") from None
 
 
+def _check_zip(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UserError(f"{path}: truncated or corrupt checkpoint (zip: {exc})") from None
+    if bad is not None:
+        raise UserError(f"{path}: corrupt checkpoint (zip member {bad} fails its CRC check); the file was damaged "
+                        f"after writing, use another copy")
+
+
+def check_finite(net: Network, path) -> None:
+    """A network with NaN/inf weights renders black or garbage: refuse it instead of using it silently."""
+    for name in ("G_ema", "G", "D"):
+        module = getattr(net, name)
+        if module is None:
+            continue
+        for key, t in module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise UserError(f"{path}: {name} {key} holds NaN/inf values; the network diverged or the file is "
+                                f"damaged (expected finite weights)")
+
+
 def _read(path: Path):
     with open(path, "rb") as f:
         head = f.read(len(_LEGACY_TORCH_MAGIC))
     if not head:
         raise UserError(f"{path}: file is empty; {_EXPECTED}")
-    if head.startswith(b"PK\x03\x04") or head.startswith(_LEGACY_TORCH_MAGIC):  # torch.save zip / pre-1.6
+    if head.startswith(b"PK\x03\x04"):  # torch.save zip: check the CRCs, which torch.load does not
+        _check_zip(path)
+        return _torch_load(path)
+    if head.startswith(_LEGACY_TORCH_MAGIC):  # pre-1.6 torch.save
         return _torch_load(path)
     if head.startswith(_PICKLE_PROTOCOLS):
         return read_pickle(path)
@@ -75,6 +103,7 @@ def load_network(path, device="cpu") -> Network:
             break
     else:
         raise UserError(f"{path}: loads, but its contents match no known layout; {_EXPECTED}")
+    check_finite(net, path)
     net.meta.setdefault("source", str(path))
     for module in (net.G_ema, net.G, net.D):
         if module is not None:

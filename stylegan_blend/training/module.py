@@ -28,6 +28,8 @@ PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 class TrainingDiverged(RuntimeError):
     """Raised after too many consecutive non-finite losses in one phase."""
 
+    expected = True  # reported as one error line (errors.report_failure)
+
 
 def _defaults(train: dict) -> dict:
     t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
@@ -67,6 +69,7 @@ class StyleGAN2Module(pl.LightningModule):
         self.epochs_done = 0
         self.minibatch = 0
         self._nonfinite = {p: 0 for p in PHASES}
+        self.nonfinite_phases: set[str] = set()  # phases that went non-finite this epoch: the epoch is not saved
         self._d_trainable = [p for p in self.D.parameters() if p.requires_grad]
         self._compiled = None
         self.epoch_means = torch.nn.ModuleDict({k: MeanMetric() for k in (
@@ -167,6 +170,7 @@ class StyleGAN2Module(pl.LightningModule):
     def _step(self, phase: str, opt, loss: torch.Tensor, gain: float = 1.0) -> bool:
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
+            self.nonfinite_phases.add(phase)
             self._nonfinite[phase] += 1
             self.log(f"nonfinite/{phase}", float(self._nonfinite[phase]), on_step=True, on_epoch=False)
             if self._nonfinite[phase] >= self.tcfg["max_nonfinite"]:
@@ -242,6 +246,7 @@ class StyleGAN2Module(pl.LightningModule):
                       prog_bar=True, on_step=True, on_epoch=False)
 
     def on_train_epoch_start(self) -> None:
+        self.nonfinite_phases = set()
         sampler = getattr(getattr(self.trainer, "datamodule", None), "sampler", None)
         if hasattr(sampler, "set_epoch"):  # the batches of epoch k are a function of (seed, k), also under DDP
             sampler.set_epoch(self.current_epoch)
