@@ -22,6 +22,16 @@ def job_dirname(overrides: str, limit: int = 96) -> str:
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
+def slurm_or(under_slurm, otherwise):
+    """`${slurm_or:a,b}`: a inside a SLURM task (srun/sbatch, as Lightning detects it), else b."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return under_slurm if SLURMEnvironment.detect() else otherwise
+
+
+OmegaConf.register_new_resolver("slurm_or", slurm_or, replace=True)
+
+
 def run_dir_of(cfg: DictConfig) -> Path:
     from hydra.core.hydra_config import HydraConfig
 
@@ -79,11 +89,13 @@ def train(cfg: DictConfig) -> Path:
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
     from .training.module import StyleGAN2Module
+    from .training.precision import check_precision
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise UserError(f"missing config value(s): {', '.join(missing)}; set them on the command line "
                         f"(e.g. {missing[0]}=...) or choose an experiment=...")
+    check_precision(cfg.trainer.precision)
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
