@@ -14,6 +14,16 @@ from .errors import Terminated, UserError, failure_line, report_failure
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def slurm_or(under_slurm, otherwise):
+    """`${slurm_or:a,b}`: a inside a SLURM task (srun/sbatch, as Lightning detects it), else b."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return under_slurm if SLURMEnvironment.detect() else otherwise
+
+
+OmegaConf.register_new_resolver("slurm_or", slurm_or, replace=True)
+
+
 def run_dir_of(cfg: DictConfig) -> Path:
     from hydra.core.hydra_config import HydraConfig
 
@@ -114,7 +124,9 @@ def train(cfg: DictConfig) -> Path:
     from .data.datamodule import StyleGANDataModule
     from .runfolder import RunFolder, claim_run_folder
     from .training.module import StyleGAN2Module
+    from .training.precision import check_precision
 
+    check_precision(cfg.trainer.precision)
     run_dir = run_dir_of(cfg)
     _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
     ckpt_path = _resume_path(cfg, run_dir)

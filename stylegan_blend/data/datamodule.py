@@ -71,7 +71,9 @@ class StyleGANDataModule(pl.LightningDataModule):
     """Training batches from a folder made by `stylegan-blend prepare` (train split only).
 
     `train_dataloader()` yields float32 NCHW batches in [-1, 1]; the val split is never in them and is
-    exposed through `val_images()` for overfitting diagnostics. One epoch = one pass over the train images.
+    exposed through `val_images()` for overfitting diagnostics. `batch_size` is the total over all processes
+    (NVIDIA's --batch): each of the trainer's processes loads `batch_size / world_size` images per step.
+    One epoch = one pass over the train images.
     A plain folder of images without a manifest is accepted, all as train, with a warning.
     """
 
@@ -89,6 +91,14 @@ class StyleGANDataModule(pl.LightningDataModule):
             raise UserError(f"batch size {batch_size}: expected >= 1")
         self.train_files, self.val_files = self._scan()
         self._content_hash: str | None = None
+        self.batch_per_process = self.batch_size
+
+    def setup(self, stage: str) -> None:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise UserError(f"train.batch_size={self.batch_size} is the total batch over {world} processes and "
+                            f"does not divide by {world}; use a multiple of {world}")
+        self.batch_per_process = self.batch_size // world
 
     def _scan(self) -> tuple[list[Path], list[Path]]:
         expected = "a folder made by `stylegan-blend prepare images|video|synthetic`"
@@ -144,14 +154,16 @@ class StyleGANDataModule(pl.LightningDataModule):
         return self._content_hash
 
     def train_dataloader(self) -> DataLoader:
-        drop_last = self.num_train >= self.batch_size
+        world = self.batch_size // self.batch_per_process
+        batch = self.batch_per_process
+        drop_last = self.num_train // world >= batch
         if not drop_last:
             warnings.warn(f"{self.path}: only {self.num_train} train images for batch size {self.batch_size}; "
                           f"every batch is the whole (smaller) set", stacklevel=2)
         # kept so the trainer can set its epoch directly: under DDP Lightning wraps it in a
         # DistributedSamplerWrapper whose set_epoch does not reach the inner sampler
         self.sampler = ShuffleFlipSampler(self.num_train, self.mirror, self.seed)
-        return DataLoader(ImageFolderDataset(self.train_files), batch_size=self.batch_size, sampler=self.sampler,
+        return DataLoader(ImageFolderDataset(self.train_files), batch_size=batch, sampler=self.sampler,
                           drop_last=drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 

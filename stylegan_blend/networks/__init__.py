@@ -1,8 +1,8 @@
 """Pure-PyTorch StyleGAN2 networks whose state dicts are NVIDIA stylegan2-ada-pytorch's."""
 from .discriminator import Discriminator
-from .generator import Generator
+from .generator import Generator, set_fp16_mode
 
-__all__ = ["Generator", "Discriminator", "PAPER256_G_KWARGS", "PAPER256_D_KWARGS"]
+__all__ = ["Generator", "Discriminator", "set_fp16_mode", "PAPER256_G_KWARGS", "PAPER256_D_KWARGS"]
 
 # The configuration of NVIDIA's FFHQ-256 transfer-learning source network (cfg=paper256).
 PAPER256_G_KWARGS = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=256, img_channels=3,

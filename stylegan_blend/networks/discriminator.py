@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .generator import channels_per_resolution, fp16_min_resolution
+from .generator import channels_per_resolution, fp16_min_resolution, runs_fp16
 from .layers import DEFAULT_FILTER, Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer
 from .ops import downsample2d, setup_filter
 
@@ -24,6 +24,7 @@ class DiscriminatorBlock(nn.Module):
             raise ValueError(f"discriminator architecture {architecture!r}; expected orig, skip or resnet")
         self.in_channels, self.resolution, self.img_channels = in_channels, resolution, img_channels
         self.first_layer_idx, self.architecture, self.use_fp16 = first_layer_idx, architecture, use_fp16
+        self.fp16_mode = "cuda"
         self.channels_last = use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_layers = 0
@@ -45,7 +46,7 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x, img, force_fp32: bool = False):
         ref = img if x is None else x
-        half = self.use_fp16 and not force_fp32 and ref.device.type == "cuda"
+        half = runs_fp16(self, force_fp32, ref.device)
         dtype = torch.float16 if half else torch.float32
         fmt = torch.channels_last if self.channels_last and half else torch.contiguous_format
         if x is not None:

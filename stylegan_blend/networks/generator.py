@@ -24,6 +24,28 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
     return max(2 ** (int(math.log2(img_resolution)) + 1 - num_fp16_res), 8)
 
 
+FP16_MODES = ("cuda", "always", "off")
+
+
+def set_fp16_mode(module: nn.Module, mode: str) -> nn.Module:
+    """Where the blocks built with `use_fp16` (the top `num_fp16_res`) really run in fp16.
+
+    "cuda" (default, NVIDIA's behaviour): on CUDA tensors only; "always": on the CPU too (tests and
+    emulation: torch runs fp16 convolutions on the CPU, slowly); "off": never (under bf16 autocast).
+    """
+    if mode not in FP16_MODES:
+        raise ValueError(f"fp16 mode {mode!r}; expected one of {FP16_MODES}")
+    for m in module.modules():
+        if hasattr(m, "use_fp16"):
+            m.fp16_mode = mode
+    return module
+
+
+def runs_fp16(block: nn.Module, force_fp32: bool, device: torch.device) -> bool:
+    mode = getattr(block, "fp16_mode", "cuda")
+    return block.use_fp16 and not force_fp32 and (mode == "always" or (mode == "cuda" and device.type == "cuda"))
+
+
 class SynthesisBlock(nn.Module):
     """One resolution: (const | x2-up conv0), conv1, toRGB added to the upsampled running image."""
 
@@ -37,6 +59,7 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.resolution, self.img_channels, self.is_last = resolution, img_channels, is_last
         self.architecture, self.use_fp16 = architecture, use_fp16
+        self.fp16_mode = "cuda"
         self.channels_last = use_fp16 and fp16_channels_last
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
@@ -64,7 +87,7 @@ class SynthesisBlock(nn.Module):
             raise ValueError(f"b{self.resolution}: got {ws.shape[1]} ws, expected {self.num_conv + self.num_torgb}")
         ws = ws.unbind(dim=1)
         ref = self.const if self.in_channels == 0 else x
-        half = self.use_fp16 and not force_fp32 and ref.device.type == "cuda"
+        half = runs_fp16(self, force_fp32, ref.device)
         dtype = torch.float16 if half else torch.float32
         # channels-last also on CPU: oneDNN's transposed conv runs ~3x faster on NHWC than on NCHW
         fmt = torch.channels_last if (self.channels_last and half) or ref.device.type == "cpu" \

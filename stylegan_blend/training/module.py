@@ -16,11 +16,12 @@ import torch
 from torchmetrics import MeanMetric
 
 from ..errors import UserError
-from ..networks import Discriminator, Generator
+from ..networks import Discriminator, Generator, set_fp16_mode
 from . import losses
 from .architecture import resolve
 from .diagnostics import EpochDiagnostics
 from .ema import ema_beta, update_ema
+from .precision import check_precision, fp16_mode
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
@@ -35,7 +36,7 @@ def _defaults(train: dict) -> dict:
     t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
              r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2,
              style_mixing=0.9, ema_kimg=None, ema_rampup=0.05, freeze_d=0, mbstd_group_size=None,
-             compile=False, channels_last=False, max_nonfinite=5, freeze_noise=False, diagnostics=None)
+             compile=False, fp16_on_cpu=False, max_nonfinite=5, freeze_noise=False, diagnostics=None)
     t.update({k: v for k, v in (train or {}).items()})
     return t
 
@@ -87,10 +88,9 @@ class StyleGAN2Module(pl.LightningModule):
 
     @property
     def r1_gamma(self) -> float:
-        """NVIDIA's heuristic uses the total batch over all processes."""
+        """NVIDIA's heuristic uses the total batch (train.batch_size is the total over all processes)."""
         g = self.tcfg["r1_gamma"]
-        return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"] * self.world) \
-            if g is None else float(g)
+        return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"]) if g is None else float(g)
 
     def configure_optimizers(self):
         t = self.tcfg
@@ -104,6 +104,11 @@ class StyleGAN2Module(pl.LightningModule):
         return [opt_G, opt_D]
 
     def setup(self, stage: str) -> None:
+        if self._trainer is not None:  # autocast: the fp16 blocks off; fp16_on_cpu: NVIDIA's fp16 on the CPU
+            mode = fp16_mode(check_precision(self.trainer.precision), self.tcfg["fp16_on_cpu"])
+            set_fp16_mode(self.G, mode)
+            set_fp16_mode(self.D, mode)
+            set_fp16_mode(self.G_ema, "off" if mode == "off" else "cuda")
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         res = getattr(dm, "resolution", None)
         if res is not None and int(res) != self.G.img_resolution:
@@ -112,19 +117,17 @@ class StyleGAN2Module(pl.LightningModule):
         mbstd = self.D.b4.mbstd
         group = mbstd.group_size if mbstd is not None else None
         n_train = getattr(dm, "num_train", None)
-        if group and n_train is not None:
-            batch = min(self.tcfg["batch_size"], n_train)  # fewer images than the batch: the whole set per batch
+        if group and n_train is not None:  # per process; fewer images than the batch: the whole share per batch
+            per = getattr(dm, "batch_per_process", self.tcfg["batch_size"])
+            batch = min(per, n_train // self.world or n_train)
             if batch > group and batch % group:
-                raise UserError(f"batch of {batch} images ({n_train} train images, train.batch_size="
+                where = f" per process ({self.world} processes)" if self.world > 1 else ""
+                raise UserError(f"batch of {batch} images{where} ({n_train} train images, train.batch_size="
                                 f"{self.tcfg['batch_size']}) is not divisible by the minibatch-stddev group "
                                 f"{group}; use more images, a batch that is a multiple of {group}, or "
                                 f"train.mbstd_group_size=1")
 
     def on_fit_start(self) -> None:
-        # the device is final only here (setup() runs before the strategy moves the module)
-        if self.device.type == "cuda" and self.tcfg["channels_last"]:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
         if self.world > 1:  # distinct z / mixing / augmentation per process, derived from the shared state
             offset = int(torch.randint(0, 2 ** 31, ()))
             torch.manual_seed(offset + self.global_rank)
@@ -167,9 +170,16 @@ class StyleGAN2Module(pl.LightningModule):
             p.requires_grad_(D)
 
     # ------------------------------------------------------------------ training
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """One decision for all processes: a rank that skipped backward alone would wait in another collective."""
+        bad = (~torch.isfinite(loss.detach())).float()
+        if self.world > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        return not bool(bad)
+
     def _step(self, phase: str, opt, loss: torch.Tensor, gain: float = 1.0) -> bool:
         opt.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not self._finite_everywhere(loss):
             self.nonfinite_phases.add(phase)
             self._nonfinite[phase] += 1
             self.log(f"nonfinite/{phase}", float(self._nonfinite[phase]), on_step=True, on_epoch=False)
@@ -182,6 +192,13 @@ class StyleGAN2Module(pl.LightningModule):
         self.manual_backward(loss * gain if gain != 1 else loss)
         opt.step()
         return True
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """As NVIDIA's training loop: an inf/NaN gradient entry (fp16 overflow) must not poison Adam."""
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
 
     def training_step(self, batch, batch_idx):
         real = batch[0] if isinstance(batch, (list, tuple)) else batch
@@ -233,7 +250,7 @@ class StyleGAN2Module(pl.LightningModule):
         self._trainable(G=True, D=True)
 
         # Counters, G_ema, ADA.
-        world = self.trainer.world_size if self._trainer is not None else 1
+        world = self.world
         self.nimg += n * world
         self.minibatch += 1
         ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else n * world * 10 / 32
@@ -321,8 +338,14 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(_tuple(state["python"]))
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved, have = state.get("cuda") or [], torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for i in range(min(len(saved), have)):
+        torch.cuda.set_rng_state(saved[i], i)
+    if len(saved) != have:
+        from pytorch_lightning.utilities import rank_zero_warn
+
+        rank_zero_warn(f"resume: the checkpoint has RNG states for {len(saved)} CUDA device(s), this run has "
+                       f"{have}; restored {min(len(saved), have)} (the run continues, not bit-identical)")
 
 
 def _plain(x):
