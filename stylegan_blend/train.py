@@ -126,19 +126,31 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
-def best_blend_value(run_dir: Path) -> float:
-    """The lowest score over all blend cells of the run (kid, else fid, else the proxy); inf if none."""
-    from .reporting import best_cells
+def run_selection(run_dir: Path, selection=None):
+    """The run's blend selection under `selection` (a `selection:` config node; default: the run's own,
+    else knee), or None when metrics.csv is missing or has no identity scores."""
+    from .reporting import read_metrics
+    from .selection import select_rows, selection_options
 
     if not (run_dir / "metrics.csv").is_file():
-        return float("inf")
-    best = best_cells(run_dir / "metrics.csv")
-    return float(best[-1].value) if best else float("inf")
+        return None
+    if selection is None:
+        saved = run_dir / ".hydra" / "config.yaml"
+        selection = OmegaConf.load(saved).get("selection") if saved.is_file() else None
+    if selection is not None and not isinstance(selection, dict):
+        selection = OmegaConf.to_container(selection, resolve=True)
+    return select_rows(read_metrics(run_dir / "metrics.csv"), **selection_options(selection))
+
+
+def best_blend_value(run_dir: Path, selection=None) -> float:
+    """The selection rule's value of the run's chosen blend (what hparams_search minimises); inf if none."""
+    chosen = run_selection(Path(run_dir), selection)
+    return chosen.overall.value if chosen is not None else float("inf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
+    """Returns the selection rule's value of the chosen blend, which hparams_search minimises."""
     from .training.module import TrainingDiverged
 
     try:
@@ -158,7 +170,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"run directory: {run_dir}")
-    return best_blend_value(run_dir)
+    chosen = run_selection(run_dir, cfg.get("selection"))
+    if chosen is None:
+        return float("inf")
+    print(f"{chosen.header()}\n{chosen.overall}  (value {chosen.overall.value:.4g})")
+    return chosen.overall.value
 
 
 def main() -> None:
