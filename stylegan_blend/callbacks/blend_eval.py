@@ -61,6 +61,9 @@ class BlendScorer:
     cache_dir: str | None = None
     sample_seeds: list[int] = field(default_factory=lambda: list(range(6)))
     device: str = "cpu"
+    identity_name: str | None = "proxy"  # identity extractor (evaluation/identity.py); None: style only
+    identity_weights: str | None = None
+    num_identity: int = 100  # seeds 0..n-1 of each cell paired with the base model's same seeds
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -75,7 +78,9 @@ class BlendScorer:
                    mapping=b.get("mapping", "low"), extractor_name=m["extractor"], num_gen=int(m["num_gen"]),
                    batch_size=int(m.get("batch_size", 32)), inception_path=m.get("inception_path"),
                    source_data=m.get("source_data"), cache_dir=cfg.get("paths", {}).get("cache_dir"),
-                   sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device))
+                   sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device),
+                   identity_name=m.get("identity", "proxy"), identity_weights=m.get("identity_weights"),
+                   num_identity=int(m.get("identity_num", 100)))
 
     # -------------------------------------------------------------- setup
     def prepare(self, device=None) -> None:
@@ -101,6 +106,12 @@ class BlendScorer:
         if self.source_data:
             self.src_ref = reference_features(self.extractor, self.source_data, self.resolution,
                                               cache_dir=self.cache_dir, split="all")
+        self.identity = None
+        if self.identity_name:
+            from ..evaluation.identity import make_identity
+
+            self.identity = make_identity(self.identity_name, device=self.device, weights=self.identity_weights)
+        self._base_identity = None
         self._ready = True
 
     # -------------------------------------------------------------- scoring
@@ -123,24 +134,33 @@ class BlendScorer:
     @torch.no_grad()
     def score_checkpoint(self, tuned, epoch: int, kimg: float, skip: set | None = None) -> list[dict]:
         """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples."""
-        from ..evaluation import evaluate_generator
+        from ..evaluation.scoring import evaluate_cell, identity_features
 
         self.prepare()
         skip = skip or set()
         include_base = ("base", "") not in skip
+        num_identity = min(self.num_identity, self.num_gen)
+        if self.identity is not None and self._base_identity is None:
+            self._base_identity = identity_features(self.base, self.identity, num_identity, self.batch_size,
+                                                    self.device)
         rows = []
         for swap_res, direction in self.cells(include_base):
             if (str(swap_res), direction) in skip:
                 continue
             G = self.generator_for(tuned, swap_res, direction)
-            scores = evaluate_generator(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
-                                        device=self.device, source_ref_features=self.src_ref)
+            scores, ident = evaluate_cell(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
+                                          device=self.device, source_ref_features=self.src_ref,
+                                          identity=self.identity, base_identity=self._base_identity,
+                                          num_identity=num_identity)
             self.save_samples(G, epoch, cell_name(swap_res, direction))
+            cell = dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction)
             for metric, value in scores.items():
                 n_ref = len(self.src_ref) if metric.startswith("src_") else len(self.ref)
-                rows.append(dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction,
-                                 metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
+                rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
                                  extractor=self.extractor.name))
+            for metric, (value, n) in ident.items():  # paired: n cell images against the same n base seeds
+                rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=n, n_ref=n,
+                                 extractor=self.identity.name))
         from ..evaluation.metrics_csv import append_metrics_rows
 
         append_metrics_rows(self.run_dir / "metrics.csv", rows)
