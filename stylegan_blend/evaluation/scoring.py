@@ -1,22 +1,34 @@
 """Score a generator: fixed-seed samples -> features -> Fréchet and kernel distances to reference features."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import UserError
-from .distances import feature_stats, frechet_distance, kernel_distance
+from .distances import density_coverage, feature_stats, frechet_distance, kernel_distance
 from .extractors import FeatureExtractor
 
 
 def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: FeatureExtractor,
           prefix: str = "") -> dict[str, float]:
-    """{fid, kid} (or {fd_<x>, kd_<x>} for a proxy extractor). KID comes with FID because with a few hundred
-    reals FID is strongly biased upwards while KID is unbiased."""
+    """{fid, kid, density, coverage} (or {fd_<x>, kd_<x>, density_<x>, coverage_<x>} for a proxy extractor).
+    KID comes with FID because with a few hundred reals FID is strongly biased upwards while KID is
+    unbiased; its subset size follows the smaller set. FD warns when a set has fewer samples than feature
+    dimensions (its covariance is then singular: compare FD only at equal N)."""
     fd_name, kd_name = extractor.metric_names
+    n, dim = min(len(gen_features), len(ref_features)), gen_features.shape[1]
+    if n < dim:
+        warnings.warn(f"{prefix}{fd_name}: {n} samples < {dim} feature dimensions, the covariance is singular and "
+                      f"the Fréchet distance is biased upwards; compare it only at equal N, or use "
+                      f"{prefix}{kd_name}", stacklevel=2)
     mu_g, sigma_g = feature_stats(gen_features)
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)
-    return {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid}
+    tail = "" if extractor.comparable else f"_{extractor.name}"
+    density, coverage = density_coverage(ref_features, gen_features)
+    return {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid,
+            f"{prefix}density{tail}": density, f"{prefix}coverage{tail}": coverage}
 
 
 def _image_chunks(G, num_gen: int, seeds_start: int, batch_size: int, chunk: int, truncation_psi: float,
