@@ -131,12 +131,12 @@ def run_selection(run_dir: Path, selection=None):
     else knee), or None when metrics.csv is missing or has no identity scores."""
     from .reporting import read_metrics
     from .selection import select_rows, selection_options
+    from .selection.run import saved_selection
 
     if not (run_dir / "metrics.csv").is_file():
         return None
     if selection is None:
-        saved = run_dir / ".hydra" / "config.yaml"
-        selection = OmegaConf.load(saved).get("selection") if saved.is_file() else None
+        selection = saved_selection(run_dir)
     if selection is not None and not isinstance(selection, dict):
         selection = OmegaConf.to_container(selection, resolve=True)
     return select_rows(read_metrics(run_dir / "metrics.csv"), **selection_options(selection))

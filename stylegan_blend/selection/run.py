@@ -35,8 +35,24 @@ class Selection:
                 f"identity = {self.identity_metric}")
 
 
+def saved_selection(run_dir) -> dict | None:
+    """The `selection:` node of a run's .hydra/config.yaml (None when absent or unreadable)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    saved = Path(run_dir) / ".hydra" / "config.yaml"
+    try:
+        node = OmegaConf.load(saved).get("selection") if saved.is_file() else None
+        return OmegaConf.to_container(node, resolve=True) if node is not None else None
+    except Exception:  # noqa: BLE001 - an unreadable config falls back to the default rule
+        return None
+
+
 def selection_options(cfg) -> dict:
-    """rule / style_metric / identity_metric from a `selection:` config node (dict or DictConfig) or None."""
+    """rule / style_metric / identity_metric from a `selection:` config node (dict), a rule string, or None."""
+    if isinstance(cfg, (str, Rule)):
+        return dict(rule=parse_rule(cfg), style_metric=None, identity_metric=None)
     cfg = dict(cfg or {})
     return dict(rule=parse_rule({"rule": cfg.get("rule", "knee"), "param": cfg.get("param")}),
                 style_metric=cfg.get("style_metric"), identity_metric=cfg.get("identity_metric"))
