@@ -68,12 +68,18 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
         folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
         assert {p.stem for p in folder.glob("*.png")} >= {"swap4_low_base", "swap8_low_base", "none"}
     # the offline W&B run holds the cumulative epoch x swap table and the sample strips
-    tables = sorted((run / "wandb").glob("offline-run-*/files/media/table/blend/*.table.json"))
+    tables = sorted((run / "wandb").glob("offline-run-*/files/media/table/blend/table_*.table.json"))
     import json
 
     last = max(tables, key=lambda p: len(json.loads(p.read_text())["data"]))
     assert {row[0] for row in json.loads(last.read_text())["data"]} == {1, 2}
-    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/*.png"))
+    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/samples_*.png"))
+    # and the selection: every blend cell with its two axes, exactly one chosen, on the front; the scatter
+    sel = max((run / "wandb").glob("offline-run-*/files/media/table/blend/selection_*.table.json"),
+              key=lambda p: len(json.loads(p.read_text())["data"]))
+    data = json.loads(sel.read_text())["data"]
+    assert len(data) == 4 and [r[5] for r in data if r[6]] == [True]
+    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/selection_scatter_*.png"))
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))

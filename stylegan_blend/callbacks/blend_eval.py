@@ -195,13 +195,13 @@ def scored_cells(metrics_csv: Path) -> dict[int, set]:
 
 
 class BlendEvalCallback(pl.Callback):
-    def __init__(self, scorer: BlendScorer, every_n_epochs: int):
-        self.scorer, self.every_n_epochs = scorer, int(every_n_epochs)
+    def __init__(self, scorer: BlendScorer, every_n_epochs: int, selection: dict | None = None):
+        self.scorer, self.every_n_epochs, self.selection = scorer, int(every_n_epochs), selection
         self._table: list[list] = []  # all epochs so far: each logged table is the whole epoch x swap grid
 
     @classmethod
     def from_config(cls, cfg: dict, run_dir: Path, every_n_epochs: int) -> "BlendEvalCallback":
-        return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs)
+        return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs, cfg.get("selection"))
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # here the module is on its final device; fail before training on a bad grid, without shifting the seed
@@ -232,3 +232,28 @@ class BlendEvalCallback(pl.Callback):
             if hasattr(lg, "log_table") and hasattr(lg, "log_image"):  # W&B: epoch x swap table + image strips
                 lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=list(self._table))
                 lg.log_image(key="blend/samples", images=[str(p) for p in paths], caption=[p.stem for p in paths])
+        self._log_selection(trainer)
+
+    def _log_selection(self, trainer) -> None:
+        """The rule's pick so far, and (W&B) the style-vs-identity scatter and the cell table behind it."""
+        from ..reporting import read_metrics
+        from ..reporting.figures import selection_scatter
+        from ..selection import select_rows, selection_options
+
+        sel = select_rows(read_metrics(self.scorer.run_dir / "metrics.csv"), **selection_options(self.selection))
+        if sel is None or sel.overall.point is None:
+            return
+        front, chosen = sel.front_cells(), (sel.overall.point.epoch, sel.overall.point.cell)
+        table = [[p.epoch, p.cell, p.label, p.style, p.identity, (p.epoch, p.cell) in front,
+                  (p.epoch, p.cell) == chosen] for p in sel.points]
+        path = self.scorer.run_dir / "samples" / "selection.png"
+        tmp = path.with_name("selection.tmp.png")
+        selection_scatter(tmp, sel, f"best by {sel.rule}: {sel.overall.point.label}")
+        os.replace(tmp, path)
+        for lg in trainer.loggers:
+            lg.log_metrics({f"blend/best_by_{sel.rule.kind}/value": sel.overall.value}, step=trainer.global_step)
+            if hasattr(lg, "log_table") and hasattr(lg, "log_image"):
+                lg.log_table(key="blend/selection", columns=["epoch", "cell", "label", sel.style_metric,
+                                                             sel.identity_metric, "on_front", "chosen"], data=table)
+                lg.log_image(key="blend/selection_scatter", images=[str(path)],
+                             caption=[f"best by {sel.rule}: {sel.overall.point.label}"])
