@@ -98,19 +98,14 @@ def write_job_record(run_dir: Path, status: str, error: str | None = None, best:
 
 
 def best_cell_text(run_dir: Path) -> str | None:
-    if not (Path(run_dir) / "metrics.csv").is_file():
-        return None
+    """The run's chosen blend under its own selection rule (the rule is named in the text)."""
     try:
-        from .reporting import best_cells
+        from .train import run_selection
 
-        best = best_cells(Path(run_dir) / "metrics.csv")
+        chosen = run_selection(Path(run_dir), None)
     except Exception:  # noqa: BLE001 - an unreadable metrics file leaves the cell blank
         return None
-    if not best:
-        return None
-    b = best[-1]
-    cell = f"swap{b.swap_res}_{b.direction}" if b.direction else str(b.swap_res)
-    return f"epoch {b.epoch} {cell} {b.metric}={b.value:.4g}"
+    return " ".join(str(chosen.overall).split()) if chosen is not None else None
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:

@@ -181,19 +181,31 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
-def best_blend_value(run_dir: Path) -> float:
-    """The lowest score over all blend cells of the run (kid, else fid, else the proxy); inf if none."""
-    from .reporting import best_cells
+def run_selection(run_dir: Path, selection=None):
+    """The run's blend selection under `selection` (a `selection:` config node; default: the run's own,
+    else knee), or None when metrics.csv is missing or has no identity scores."""
+    from .reporting import read_metrics
+    from .selection import select_rows, selection_options
+    from .selection.run import saved_selection
 
     if not (run_dir / "metrics.csv").is_file():
-        return float("inf")
-    best = best_cells(run_dir / "metrics.csv")
-    return float(best[-1].value) if best else float("inf")
+        return None
+    if selection is None:
+        selection = saved_selection(run_dir)
+    if selection is not None and not isinstance(selection, dict):
+        selection = OmegaConf.to_container(selection, resolve=True)
+    return select_rows(read_metrics(run_dir / "metrics.csv"), **selection_options(selection))
+
+
+def best_blend_value(run_dir: Path, selection=None) -> float:
+    """The selection rule's value of the run's chosen blend (what hparams_search minimises); inf if none."""
+    chosen = run_selection(Path(run_dir), selection)
+    return chosen.overall.value if chosen is not None else float("inf")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
+    """Returns the selection rule's value of the chosen blend, which hparams_search minimises."""
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
@@ -212,10 +224,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if code is None:
             raise
         sys.exit(code)
+    chosen = run_selection(run_dir, cfg.get("selection"))
     if _is_multirun():
-        hydra_callbacks.write_job_record(run_dir, "completed", best=hydra_callbacks.best_cell_text(run_dir))
+        best = " ".join(str(chosen.overall).split()) if chosen is not None else None
+        hydra_callbacks.write_job_record(run_dir, "completed", best=best)
     print(f"run directory: {run_dir}")
-    return best_blend_value(run_dir)
+    if chosen is None:
+        return float("inf")
+    print(f"{chosen.header()}\n{chosen.overall}  (value {chosen.overall.value:.4g})")
+    return chosen.overall.value
 
 
 def main() -> None:

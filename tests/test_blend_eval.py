@@ -63,13 +63,19 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
         for m in PROXY:
             assert (epoch, "4", "low_base", m) in cells and (epoch, "8", "low_base", m) in cells
             assert (epoch, "none", "", m) in cells
-    assert sum(1 for r in rows if r["swap_res"] == "base") == len(PROXY)  # the base model is scored once
-    assert all(r["n_gen"] == "8" and r["extractor"] == "randcnn" and np.isfinite(float(r["value"])) for r in rows)
+    style = [r for r in rows if r["metric"] in PROXY]
+    assert sum(1 for r in style if r["swap_res"] == "base") == len(PROXY)  # the base model is scored once
+    assert all(r["n_gen"] == "8" and r["extractor"] == "randcnn" and np.isfinite(float(r["value"])) for r in style)
+    # identity axis, paired by seed against the base: every cell, the extractor named, base vs itself = 0
+    ident = {(r["epoch"], r["swap_res"]): r for r in rows if r["metric"] == "idloss_proxy"}
+    assert {k for k in ident} == {(r["epoch"], r["swap_res"]) for r in style}
+    assert all(r["extractor"] == "proxy" and np.isfinite(float(r["value"])) for r in ident.values())
+    assert [float(r["value"]) for k, r in ident.items() if k[1] == "base"] == [pytest.approx(0.0, abs=1e-9)]
     for epoch in (1, 2):
         folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
         assert {p.stem for p in folder.glob("*.png")} >= {"swap4_low_base", "swap8_low_base", "none"}
     # the offline W&B run holds the cumulative epoch x swap table and the sample strips
-    tables = sorted((run / "wandb").glob("offline-run-*/files/media/table/blend/*.table.json"))
+    tables = sorted((run / "wandb").glob("offline-run-*/files/media/table/blend/table_*.table.json"))
     import json
 
     last = max(tables, key=lambda p: len(json.loads(p.read_text())["data"]))
@@ -84,6 +90,13 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
         if r["swap_res"] == "4" and r["metric"] == "kd_randcnn":
             h = logged[(int(r["epoch"]), round(float(r["kimg"]), 3))]
             assert h["blend/kd_randcnn/swap4_low_base"] == pytest.approx(float(r["value"]))
+    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/samples_*.png"))
+    # and the selection: every blend cell with its two axes, exactly one chosen, on the front; the scatter
+    sel = max((run / "wandb").glob("offline-run-*/files/media/table/blend/selection_*.table.json"),
+              key=lambda p: len(json.loads(p.read_text())["data"]))
+    data = json.loads(sel.read_text())["data"]
+    assert len(data) == 4 and [r[5] for r in data if r[6]] == [True]
+    assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/selection_scatter_*.png"))
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))
@@ -133,7 +146,8 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
                                   "metrics": {}})
     added = evaluate_run(run, overrides)
     after = _rows(run / "metrics.csv")
-    assert added == 2 * 2 * len(PROXY) and len(after) == len(before) + added
+    assert len(after) == len(before) + added
+    assert sum(r["metric"] in PROXY for r in after[len(before):]) == 2 * 2 * len(PROXY)
     new = {(r["epoch"], r["swap_res"], r["direction"]) for r in after[len(before):]}
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
 

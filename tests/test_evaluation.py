@@ -143,7 +143,43 @@ def test_score_names_and_prefix():
     ex = RandCNNExtractor()
     rng = np.random.default_rng(3)
     out = score(rng.normal(size=(40, 4)), rng.normal(size=(30, 4)), ex, prefix="src_")
-    assert set(out) == {"src_fd_randcnn", "src_kd_randcnn"} and all(np.isfinite(v) for v in out.values())
+    assert set(out) == {"src_fd_randcnn", "src_kd_randcnn", "src_density_randcnn", "src_coverage_randcnn"}
+    assert all(np.isfinite(v) for v in out.values())
+
+
+def test_fd_warns_below_the_feature_dimension():
+    ex = RandCNNExtractor()
+    rng = np.random.default_rng(4)
+    with pytest.warns(UserWarning, match="30 samples < 50 feature dimensions"):
+        score(rng.normal(size=(40, 50)), rng.normal(size=(30, 50)), ex)
+
+
+def test_kid_subset_follows_the_smaller_set():
+    """300 vs 400 samples: the subset is 300, not clean-fid's 1000. With 300 vs 300 and one subset, the
+    estimate is the full-set unbiased MMD² computed here by hand."""
+    from stylegan_blend.evaluation.distances import kid_subset_size
+
+    assert kid_subset_size(300, 400) == 300 and kid_subset_size(5000, 4000) == 1000
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(300, 8)), rng.normal(0.3, 1.0, size=(300, 8))
+
+    def k(a, b):
+        return (a @ b.T / 8 + 1) ** 3
+    m = 300
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    want = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * kxy.mean()
+    assert kernel_distance(x, y, num_subsets=1)[0] == pytest.approx(want, rel=1e-10)
+
+
+def test_density_coverage_by_hand():
+    from stylegan_blend.evaluation.distances import density_coverage
+
+    real = np.array([[0.0], [1.0], [3.0]])
+    # k=1 radii: 1, 1, 2. fake 0.5 lies in balls 0 and 1, 10 and 11 in none -> density 2 / (1 * 3);
+    # balls 0 and 1 are covered, ball 2 is not -> coverage 2/3
+    assert density_coverage(real, np.array([[0.5], [10.0], [11.0]]), k=1) == pytest.approx((2 / 3, 2 / 3))
+    # fake 2.5 falls in ball 2 only (|2.5 - 3| <= 2; 1.5 > 1): density (2 + 1) / 3, all balls covered
+    assert density_coverage(real, np.array([[0.5], [2.5], [11.0]]), k=1) == pytest.approx((1.0, 1.0))
 
 
 # --- extractors ----------------------------------------------------------------------------------------------
@@ -314,7 +350,7 @@ def test_evaluate_generator_scores_fixed_seed_images(tmp_path):
     out = evaluate_generator(G, ref, ex, num_gen=12, seeds_start=3, batch_size=4, source_ref_features=src)
     by_hand = ex(generate_images(G, range(3, 15), noise_mode="const"))
     assert out == {**score(by_hand, ref, ex), **score(by_hand, src, ex, prefix="src_")}
-    assert set(out) == {"fd_randcnn", "kd_randcnn", "src_fd_randcnn", "src_kd_randcnn"}
+    assert set(out) == {p + m + "_randcnn" for p in ("", "src_") for m in ("fd", "kd", "density", "coverage")}
 
 
 def test_metrics_csv_appends_and_checks_header(tmp_path):

@@ -111,7 +111,7 @@ def test_single_run_report(tmp_path, capsys):
         with Image.open(run / "report" / "fig" / name) as im:
             assert im.width > 300 and im.height > 200
     # each score is printed under its cell
-    assert "kid 0.28" in html and "kid 0.11<br>★ best overall" in html
+    assert "kid 0.28" in html and "kid 0.11<br>★ lowest kid" in html
     assert html.count('<td class="best-epoch">') == 2  # epochs 2 and 4; epoch 6 holds the overall best
     # the base model, scored and drawn once at epoch 2, stands in every row
     assert html.count("kid 0.9<") == 3 and 'src="img/run0/e0006_base.png"' in html
@@ -120,8 +120,9 @@ def test_single_run_report(tmp_path, capsys):
     assert main(["report", str(run), "--metric", "fid"]) == 0
     out = capsys.readouterr().out
     assert f"report: {index}" in out
-    epoch_lines = [line for line in out.splitlines() if line.strip().startswith("epoch")]
+    epoch_lines = [line.split(": ", 1)[1] for line in out.splitlines() if line.strip().startswith("lowest fid: epoch")]
     assert [line.split()[2] for line in epoch_lines] == ["swap32_low_base", "swap16_low_base", "swap64_low_base"]
+    assert "no identity scores in this run: one-sided minima only, not a choice" in out
     assert "--swap-res 16" in out
 
 
@@ -183,7 +184,7 @@ def test_two_runs_side_by_side(tmp_path, capsys):
     assert "data=anime" in html and "data=disney" in html
     assert 'href="img/run1/full/e0006_swap64_low_base.png"' in html
     # both heatmaps side by side, each with its own best cell (disney's kids are anime's halved: same cell)
-    assert html.count("★ best overall") == 2 and "kid 0.055<br>★ best overall" in html
+    assert html.count("★ lowest kid") == 2 and "kid 0.055<br>★ lowest kid" in html
 
 
 def test_rebuild_keeps_stylized_and_refuses_foreign_folder(tmp_path):
@@ -200,3 +201,27 @@ def test_rebuild_keeps_stylized_and_refuses_foreign_folder(tmp_path):
     with pytest.raises(UserError, match="refusing to replace"):
         build_report([run], out_dir=run)  # the run directory itself is not a report
     assert (run / "metrics.csv").is_file()
+
+
+# identity loss per blend cell (paired against the base): swap16 keeps the face best, and less so later on
+IDL = {2: {"base": 0.0, "swap16_low_base": 0.10, "swap32_low_base": 0.20, "swap64_low_base": 0.40, "none": 0.7},
+       4: {"swap16_low_base": 0.15, "swap32_low_base": 0.30, "swap64_low_base": 0.50, "none": 0.8},
+       6: {"swap16_low_base": 0.25, "swap32_low_base": 0.45, "swap64_low_base": 0.60, "none": 0.9}}
+
+
+def test_report_selection_by_rule(tmp_path, capsys):
+    """Overall front (by hand): e6·s64, e4·s32, e6·s16, e4·s16, e2·s16. Scaled to [0, 1] over the run
+    (kid 0.11..0.30, identity 0.10..0.60) they sit at (0, 1), (.053, .4), (.474, .3), (.579, .1), (1, 0);
+    the farthest from x + y = 1 is e4·s32 (1 − 0.453), the knee. The one-sided kid minimum is e6·s64."""
+    run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
+    html = assert_self_contained(build_report([run]))
+    assert "kid 0.12<br>★ best by knee" in html and html.count("★ best by knee") == 1
+    assert "one-sided minimum of kid alone would be swap64_low_base at epoch 6" in html
+    # front cells: the overall front plus each epoch's (e2: s16, s32; e4: s16, s32; e6: all three)
+    assert html.count("◆ Pareto front") == 7
+    assert (run / "report" / "fig" / "run0_selection.png").is_file() and "Style vs identity" in html
+    # most stylised cell keeping identity >= 0.8 (loss <= 0.2): e2·s16 .30, e4·s16 .22, e2·s32 .25 -> e4·s16
+    assert main(["report", str(run), "--rule", "min_identity=0.8"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"best by min_identity=0.8: overall\s+swap16_low_base\s+kid=0.22", out)
+    assert "one-sided lowest kid (ignores identity)" in out

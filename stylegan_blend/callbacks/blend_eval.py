@@ -61,6 +61,9 @@ class BlendScorer:
     cache_dir: str | None = None
     sample_seeds: list[int] = field(default_factory=lambda: list(range(6)))
     device: str = "cpu"
+    identity_name: str | None = "proxy"  # identity extractor (evaluation/identity.py); None: style only
+    identity_weights: str | None = None
+    num_identity: int = 100  # seeds 0..n-1 of each cell paired with the base model's same seeds
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -75,7 +78,9 @@ class BlendScorer:
                    mapping=b.get("mapping", "low"), extractor_name=m["extractor"], num_gen=int(m["num_gen"]),
                    batch_size=int(m.get("batch_size", 32)), inception_path=m.get("inception_path"),
                    source_data=m.get("source_data"), cache_dir=cfg.get("paths", {}).get("cache_dir"),
-                   sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device))
+                   sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device),
+                   identity_name=m.get("identity", "proxy"), identity_weights=m.get("identity_weights"),
+                   num_identity=int(m.get("identity_num", 100)))
 
     # -------------------------------------------------------------- setup
     def prepare(self, device=None) -> None:
@@ -101,6 +106,12 @@ class BlendScorer:
         if self.source_data:
             self.src_ref = reference_features(self.extractor, self.source_data, self.resolution,
                                               cache_dir=self.cache_dir, split="all")
+        self.identity = None
+        if self.identity_name:
+            from ..evaluation.identity import make_identity
+
+            self.identity = make_identity(self.identity_name, device=self.device, weights=self.identity_weights)
+        self._base_identity = None
         self._ready = True
 
     # -------------------------------------------------------------- scoring
@@ -128,30 +139,39 @@ class BlendScorer:
         Rows carry the SHA-256 of `network_file` (the file `tuned` came from) and, for the base cell, of the
         base network. `replace`: the new rows supersede rows of the same cell, metric and extractor, in one
         atomic rewrite once all of them exist (nothing is dropped before)."""
-        from ..evaluation import evaluate_generator
         from ..evaluation.metrics_csv import append_metrics_rows, cell_key
+        from ..evaluation.scoring import evaluate_cell, identity_features
         from ..runfolder import file_sha256
 
         self.prepare()
         skip = skip or set()
         include_base = ("base", "") not in skip
         hashes = {"tuned": file_sha256(network_file) if network_file and Path(network_file).is_file() else ""}
+        num_identity = min(self.num_identity, self.num_gen)
+        if self.identity is not None and self._base_identity is None:
+            self._base_identity = identity_features(self.base, self.identity, num_identity, self.batch_size,
+                                                    self.device)
         rows = []
         for swap_res, direction in self.cells(include_base):
             if (str(swap_res), direction) in skip:
                 continue
             G = self.generator_for(tuned, swap_res, direction)
-            scores = evaluate_generator(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
-                                        device=self.device, source_ref_features=self.src_ref)
+            scores, ident = evaluate_cell(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
+                                          device=self.device, source_ref_features=self.src_ref,
+                                          identity=self.identity, base_identity=self._base_identity,
+                                          num_identity=num_identity)
             self.save_samples(G, epoch, cell_name(swap_res, direction))
             if swap_res == "base" and "base" not in hashes:
                 hashes["base"] = file_sha256(self.base_path)
             sha = hashes["base"] if swap_res == "base" else hashes["tuned"]
+            cell = dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction)
             for metric, value in scores.items():
                 n_ref = len(self.src_ref) if metric.startswith("src_") else len(self.ref)
-                rows.append(dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction,
-                                 metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
+                rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
                                  extractor=self.extractor.name, network_sha256=sha))
+            for metric, (value, n) in ident.items():  # paired: n cell images against the same n base seeds
+                rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=n, n_ref=n,
+                                 extractor=self.identity.name, network_sha256=sha))
         keys = {cell_key(r) for r in rows}
         append_metrics_rows(self.run_dir / "metrics.csv", rows, replace=(lambda r: cell_key(r) in keys)
                             if replace else None)
@@ -188,13 +208,13 @@ def scored_cells(metrics_csv: Path, extractor: str | None = None) -> dict[int, s
 
 
 class BlendEvalCallback(pl.Callback):
-    def __init__(self, scorer: BlendScorer, every_n_epochs: int):
-        self.scorer, self.every_n_epochs = scorer, int(every_n_epochs)
+    def __init__(self, scorer: BlendScorer, every_n_epochs: int, selection: dict | None = None):
+        self.scorer, self.every_n_epochs, self.selection = scorer, int(every_n_epochs), selection
         self._table: list[list] = []  # all epochs so far: each logged table is the whole epoch x swap grid
 
     @classmethod
     def from_config(cls, cfg: dict, run_dir: Path, every_n_epochs: int) -> "BlendEvalCallback":
-        return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs)
+        return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs, cfg.get("selection"))
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # here the module is on its final device; fail before training on a bad grid, without shifting the seed
@@ -228,3 +248,28 @@ class BlendEvalCallback(pl.Callback):
             if hasattr(lg, "log_table") and hasattr(lg, "log_image"):  # W&B: epoch x swap table + image strips
                 lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=list(self._table))
                 lg.log_image(key="blend/samples", images=[str(p) for p in paths], caption=[p.stem for p in paths])
+        self._log_selection(trainer)
+
+    def _log_selection(self, trainer) -> None:
+        """The rule's pick so far, and (W&B) the style-vs-identity scatter and the cell table behind it."""
+        from ..reporting import read_metrics
+        from ..reporting.figures import selection_scatter
+        from ..selection import select_rows, selection_options
+
+        sel = select_rows(read_metrics(self.scorer.run_dir / "metrics.csv"), **selection_options(self.selection))
+        if sel is None or sel.overall.point is None:
+            return
+        front, chosen = sel.front_cells(), (sel.overall.point.epoch, sel.overall.point.cell)
+        table = [[p.epoch, p.cell, p.label, p.style, p.identity, (p.epoch, p.cell) in front,
+                  (p.epoch, p.cell) == chosen] for p in sel.points]
+        path = self.scorer.run_dir / "samples" / "selection.png"
+        tmp = path.with_name("selection.tmp.png")
+        selection_scatter(tmp, sel, f"best by {sel.rule}: {sel.overall.point.label}")
+        os.replace(tmp, path)
+        for lg in trainer.loggers:
+            lg.log_metrics({f"blend/best_by_{sel.rule.kind}/value": sel.overall.value}, step=trainer.global_step)
+            if hasattr(lg, "log_table") and hasattr(lg, "log_image"):
+                lg.log_table(key="blend/selection", columns=["epoch", "cell", "label", sel.style_metric,
+                                                             sel.identity_metric, "on_front", "chosen"], data=table)
+                lg.log_image(key="blend/selection_scatter", images=[str(path)],
+                             caption=[f"best by {sel.rule}: {sel.overall.point.label}"])

@@ -1,4 +1,4 @@
-"""Fréchet distance (FID's formula) and the unbiased kernel distance (KID), on feature arrays."""
+"""Fréchet distance (FID's formula), the unbiased kernel distance (KID) and density/coverage, on feature arrays."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +52,7 @@ def kernel_distance(f1, f2, num_subsets: int = 100, max_subset_size: int = 1000,
     f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
         raise ValueError(f"kernel_distance: feature shapes {f1.shape} and {f2.shape} do not match")
-    m = min(len(f1), len(f2), max_subset_size)
+    m = kid_subset_size(len(f1), len(f2), max_subset_size)
     if m < 2:
         raise UserError(f"KID needs at least 2 samples per set, got {len(f1)} and {len(f2)}")
     if len(f1) + len(f2) <= GRAM_LIMIT:
@@ -71,3 +71,23 @@ def kernel_distance(f1, f2, num_subsets: int = 100, max_subset_size: int = 1000,
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
         values[s] = within - 2 * kxy.mean()
     return float(values.mean()), float(values.std())
+
+
+def kid_subset_size(n1: int, n2: int, max_subset_size: int = 1000) -> int:
+    """KID's subset size: the smaller set's size, capped (1000 as in clean-fid), so 300 images use 300."""
+    return min(int(n1), int(n2), int(max_subset_size))
+
+
+def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) of `fake` against `real`: each real sample's ball reaches its
+    k-th nearest real neighbour; density = mean number of balls a fake falls in, / k (≈1 when the sets match,
+    not capped, so it rewards fakes piling up in dense regions); coverage = share of real balls holding at
+    least one fake (mode coverage, in [0, 1]). Both higher is better."""
+    from scipy.spatial.distance import cdist
+
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if len(real) <= k:
+        raise UserError(f"density/coverage with k={k} needs more than {k} reference samples, got {len(real)}")
+    radii = np.sort(cdist(real, real), axis=1)[:, k]  # column 0 is the sample itself
+    inside = cdist(fake, real) <= radii[None, :]  # [fake, real]
+    return float(inside.sum() / (k * len(fake))), float(inside.any(axis=0).mean())

@@ -1,38 +1,88 @@
 """Score a generator: fixed-seed samples -> features -> Fréchet and kernel distances to reference features."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import UserError
-from .distances import feature_stats, frechet_distance, kernel_distance
+from .distances import density_coverage, feature_stats, frechet_distance, kernel_distance
 from .extractors import FeatureExtractor
 
 
 def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: FeatureExtractor,
           prefix: str = "") -> dict[str, float]:
-    """{fid, kid} (or {fd_<x>, kd_<x>} for a proxy extractor). KID comes with FID because with a few hundred
-    reals FID is strongly biased upwards while KID is unbiased."""
+    """{fid, kid, density, coverage} (or {fd_<x>, kd_<x>, density_<x>, coverage_<x>} for a proxy extractor).
+    KID comes with FID because with a few hundred reals FID is strongly biased upwards while KID is
+    unbiased; its subset size follows the smaller set. FD warns when a set has fewer samples than feature
+    dimensions (its covariance is then singular: compare FD only at equal N)."""
     fd_name, kd_name = extractor.metric_names
+    n, dim = min(len(gen_features), len(ref_features)), gen_features.shape[1]
+    if n < dim:
+        warnings.warn(f"{prefix}{fd_name}: {n} samples < {dim} feature dimensions, the covariance is singular and "
+                      f"the Fréchet distance is biased upwards; compare it only at equal N, or use "
+                      f"{prefix}{kd_name}", stacklevel=2)
     mu_g, sigma_g = feature_stats(gen_features)
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)
-    return {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid}
+    tail = "" if extractor.comparable else f"_{extractor.name}"
+    density, coverage = density_coverage(ref_features, gen_features)
+    return {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid,
+            f"{prefix}density{tail}": density, f"{prefix}coverage{tail}": coverage}
+
+
+def _image_chunks(G, num_gen: int, seeds_start: int, batch_size: int, chunk: int, truncation_psi: float,
+                  noise_mode: str, device):
+    from ..sampling import generate_images
+
+    if num_gen < 2:
+        raise UserError(f"num_gen {num_gen}: expected at least 2 generated images")
+    seeds = list(range(seeds_start, seeds_start + num_gen))
+    for i in range(0, num_gen, chunk):
+        yield generate_images(G, seeds[i:i + chunk], truncation_psi=truncation_psi, noise_mode=noise_mode,
+                              batch_size=batch_size, device=device)
 
 
 def generated_features(G, extractor: FeatureExtractor, num_gen: int, seeds_start: int = 0, batch_size: int = 16,
                        truncation_psi: float = 1.0, noise_mode: str = "const", device="cpu") -> np.ndarray:
     """Features of G's images for seeds seeds_start ... seeds_start + num_gen - 1 (NVIDIA's seed convention),
     generated and featurised chunk by chunk so memory stays flat."""
-    from ..sampling import generate_images
-
-    if num_gen < 2:
-        raise UserError(f"num_gen {num_gen}: expected at least 2 generated images")
-    seeds = list(range(seeds_start, seeds_start + num_gen))
     chunk = max(batch_size, extractor.batch_size)
-    feats = [extractor(generate_images(G, seeds[i:i + chunk], truncation_psi=truncation_psi, noise_mode=noise_mode,
-                                       batch_size=batch_size, device=device))
-             for i in range(0, num_gen, chunk)]
-    return np.concatenate(feats)
+    return np.concatenate([extractor(imgs) for imgs in _image_chunks(G, num_gen, seeds_start, batch_size, chunk,
+                                                                    truncation_psi, noise_mode, device)])
+
+
+def identity_features(G, identity, num: int, batch_size: int = 16, device="cpu") -> dict:
+    """The identity extractor's features of G's images for seeds 0 ... num - 1 (the pairing key)."""
+    parts = [identity.features(imgs) for imgs in _image_chunks(G, num, 0, batch_size, max(batch_size, 32), 1.0,
+                                                                "const", device)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def evaluate_cell(G, ref_features: np.ndarray, extractor: FeatureExtractor, num_gen: int, batch_size: int = 16,
+                  device="cpu", source_ref_features: np.ndarray | None = None, identity=None,
+                  base_identity: dict | None = None, num_identity: int = 0):
+    """Style scores {metric: value} (as `evaluate_generator`) and identity scores {metric: (value, n)} of one
+    cell from one pass over seeds 0 ... num_gen - 1: the first `num_identity` images are paired by seed with
+    `base_identity` (the base model's identity features of the same seeds)."""
+    from .identity import identity_scores
+
+    feats, id_parts = [], []
+    num_identity = min(num_identity, num_gen) if identity is not None else 0
+    chunk = max(batch_size, extractor.batch_size)
+    for i, imgs in enumerate(_image_chunks(G, num_gen, 0, batch_size, chunk, 1.0, "const", device)):
+        feats.append(extractor(imgs))
+        if i * chunk < num_identity:
+            id_parts.append(identity.features(imgs[:num_identity - i * chunk]))
+    gen = np.concatenate(feats)
+    scores = score(gen, ref_features, extractor)
+    if source_ref_features is not None:
+        scores.update(score(gen, source_ref_features, extractor, prefix="src_"))
+    ident = {}
+    if id_parts and base_identity is not None:
+        cell = {k: np.concatenate([p[k] for p in id_parts]) for k in id_parts[0]}
+        ident = identity_scores(identity, {k: v[:num_identity] for k, v in base_identity.items()}, cell)
+    return scores, ident
 
 
 def evaluate_generator(G, ref_features: np.ndarray, extractor: FeatureExtractor, num_gen: int, seeds_start: int = 0,

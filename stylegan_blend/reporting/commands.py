@@ -17,23 +17,32 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="report folder (default RUN_DIR/report; required for several runs)")
     parser.add_argument("--metric", default=None, metavar="NAME",
-                        help="metric to rank cells by (default kid, else fid, else a proxy kd_*/fd_*)")
+                        help="style metric (default kid, else fid, else a proxy kd_*/fd_*)")
+    parser.add_argument("--rule", default=None, metavar="RULE",
+                        help="selection rule over (style, identity loss): knee, min_identity=X or weighted=A "
+                             "(default: the run's selection config, else knee)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     target = default_out_dir(args.run_dirs, args.out)
-    sections = load_sections(args.run_dirs, args.metric)
+    sections = load_sections(args.run_dirs, args.metric, args.rule)
     index = write_report(sections, target)
     print(f"report: {index}")
     for section in sections:
         print(f"\n{section.run.path} — {section.label} (lower is better)")
+        if section.selection is not None:
+            print(f"  {section.selection.header()}")
+        else:
+            print("  no identity scores in this run: one-sided minima only, not a choice")
         for best in section.per_epoch:
-            print(f"  {best}")
+            print(f"  {section.best_label}: {best}")
         if section.overall is None:
             print(f"  no blend cell scored with {section.metric}")
             continue
-        print(f"  {section.overall}")
+        print(f"  {section.best_label}: {section.overall}")
+        if section.lowest is not None and section.selection is not None:
+            print(f"  one-sided lowest {section.metric} (ignores identity): {section.lowest}")
         if section.command:
             print(f"  export: {section.command}")
         if section.command_note:

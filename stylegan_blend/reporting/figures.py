@@ -208,3 +208,38 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.savefig(path)
+
+
+def selection_scatter(path: Path, selection, title: str) -> None:
+    """Every blend cell in the (style ↓, identity loss ↓) plane, one colour per epoch, labelled `e48·s32`;
+    the overall Pareto front as a step line, per-epoch picks ringed, the rule's overall pick starred."""
+    points = [p for p in selection.points if math.isfinite(p.style) and math.isfinite(p.identity)]
+    fig = Figure(figsize=(7.2, 5.6), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    epochs = sorted({p.epoch for p in points})
+    cmap = matplotlib.colormaps["viridis"]
+    colour = {e: cmap(i / max(1, len(epochs) - 1)) for i, e in enumerate(epochs)}
+    for e in epochs:
+        mine = [p for p in points if p.epoch == e]
+        ax.scatter([p.style for p in mine], [p.identity for p in mine], color=colour[e], s=30, zorder=3,
+                   label=f"epoch {e}")
+    for p in points:
+        ax.annotate(p.label, (p.style, p.identity), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                    color="0.25")
+    front = list(selection.overall.front)
+    if front:
+        ax.step([p.style for p in front], [p.identity for p in front], where="post", color="#e4002b",
+                linewidth=1.2, alpha=0.8, zorder=2, label="Pareto front (all epochs)")
+    picks = [c.point for c in selection.per_epoch if c.point is not None]
+    ax.scatter([p.style for p in picks], [p.identity for p in picks], facecolors="none", edgecolors="black",
+               s=110, linewidths=1.2, zorder=4, label=f"best of epoch by {selection.rule}")
+    chosen = selection.overall.point
+    if chosen is not None:
+        ax.scatter([chosen.style], [chosen.identity], marker="*", s=320, color="#e4002b", edgecolors="black",
+                   zorder=5, label=f"best by {selection.rule}: {chosen.label}")
+    ax.set_xlabel(f"style: {selection.style_metric} to the target set (lower = more stylised)")
+    ax.set_ylabel(f"identity loss: {selection.identity_metric} vs base, same seeds (lower = same face)")
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    fig.savefig(path)

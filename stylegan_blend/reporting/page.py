@@ -85,8 +85,9 @@ def _best_block(s: RunSection) -> str:
     if s.overall is None:
         return f'<p class="note">No blend cell has a {escape(s.metric)} score yet: nothing to export.</p>'
     b = s.overall
-    parts = [f"<p><b>Best blend</b> by {escape(s.label)}: <b>{escape(b.cell)}</b> at epoch {b.epoch} "
-             f"({b.kimg:g} kimg), {escape(b.metric)} = {_num(b.value)}. Export it with:</p>"]
+    parts = [f"<p><b>Best blend</b> ({escape(s.best_label)}, style = {escape(s.label)}): <b>{escape(b.cell)}</b> "
+             f"at epoch {b.epoch} ({b.kimg:g} kimg), {escape(b.metric)} = {_num(b.value)}. Export it with:</p>"]
+    parts.insert(0, _selection_note(s))
     if s.command:
         parts.append(f'<pre class="command"><code>{escape(s.command)}</code></pre>')
     if s.command_note:
@@ -94,8 +95,25 @@ def _best_block(s: RunSection) -> str:
     return "\n".join(parts)
 
 
+def _selection_note(s: RunSection) -> str:
+    """The rule behind every "best", its pick's identity loss, and the one-sided minimum next to it."""
+    if s.selection is None:
+        return ('<p class="note">This run has no identity scores, so cells are ranked by one style distance '
+                "only: that always favours the cell with most fine-tuned layers. Re-score it with "
+                "<code>stylegan-blend-eval</code> to get the identity axis.</p>")
+    sel, low = s.selection, s.lowest
+    p = sel.overall.point
+    chosen = (f"{escape(p.cell)} at epoch {p.epoch}: {escape(sel.identity_metric)} = {_num(p.identity)}"
+              if p is not None else escape(sel.overall.note))
+    one_sided = (f" The one-sided minimum of {escape(s.metric)} alone would be {escape(low.cell)} at epoch "
+                 f"{low.epoch} ({_num(low.value)})." if low is not None else "")
+    return (f'<p class="note"><b>Rule</b> <code>{escape(str(sel.rule))}</code>: {escape(sel.rule.describe())}. '
+            f"Chosen: {chosen}.{one_sided}</p>")
+
+
 def _grid(s: RunSection) -> str:
     best_epoch = {(b.epoch, b.cell) for b in s.per_epoch}
+    front = s.selection.front_cells() if s.selection is not None else set()
     overall = (s.overall.epoch, s.overall.cell) if s.overall else None
     head = "".join(f"<th>{escape(c)}</th>" for c in s.grid.cells)
     rows = []
@@ -112,9 +130,11 @@ def _grid(s: RunSection) -> str:
             score = f"{escape(s.metric)} {_num(value)}" if math.isfinite(value) else "no score"
             cls = ""
             if (epoch, cell) == overall:
-                cls, score = "best-overall", score + "<br>★ best overall"
+                cls, score = "best-overall", score + f"<br>★ {escape(s.best_label)}"
             elif (epoch, cell) in best_epoch:
                 cls, score = "best-epoch", score + "<br>☆ best of epoch"
+            if (epoch, cell) in front:
+                score += "<br>◆ Pareto front"
             tds.append(f'<td class="{cls}">{visual}<div class="score">{score}</div></td>')
         kimg = s.grid.kimg.get(epoch)
         label = f"epoch {epoch}" + (f"<br><small>{kimg:g} kimg</small>" if kimg is not None else "")
@@ -165,8 +185,13 @@ def _section(s: RunSection, multi: bool) -> str:
     run = s.run
     overrides = (f'<p class="muted">overrides: <code>{escape(" ".join(run.overrides))}</code></p>'
                  if run.overrides else "")
-    per_epoch = "".join(f"<li>epoch {b.epoch}: {escape(b.cell)} ({escape(b.metric)} {_num(b.value)})</li>"
-                        for b in s.per_epoch)
+    per_epoch = "".join(f"<li>epoch {b.epoch}: {escape(s.best_label)}: {escape(b.cell)} "
+                        f"({escape(b.metric)} {_num(b.value)})</li>" for b in s.per_epoch)
+    scatter = ("<h3>Style vs identity</h3><p class=\"note\">Every blend cell, one colour per epoch: further left "
+               "is more stylised, lower keeps more of the base face (same seeds). The red line is the Pareto "
+               "front; ringed cells are each epoch's pick, the star the overall pick.</p>"
+               f'<div class="figures">{_img(s.figures["scatter"], "style vs identity scatter")}</div>'
+               if "scatter" in s.figures else "")
     diagnostics = (_img(s.figures["diagnostics"], "overfitting diagnostics") if "diagnostics" in s.figures else
                    f'<p class="note">No diagnostics.csv in {escape(str(run.path))}.</p>')
     base_note = (f" The base model does not change during fine-tuning: it was scored once, at epoch "
@@ -180,6 +205,7 @@ def _section(s: RunSection, multi: bool) -> str:
 {overrides}
 {_best_block(s)}
 <details><summary>Best blend per epoch</summary><ul>{per_epoch}</ul></details>
+{scatter}
 <h3>Epoch × swap grid</h3>
 <p class="note">Rows are checkpoints, columns the base model, each swap resolution per direction
 (<code>low_base</code>: coarse layers from the base model, the seed study's blend; <code>low_tuned</code>: the

@@ -18,6 +18,8 @@ from ..errors import UserError
 from . import figures, page
 from .page import THUMB_HEIGHT
 from .rundir import Run, load_run
+from ..selection import select_rows, selection_options
+from ..selection.run import saved_selection
 from .scores import BestCell, ScoreGrid, best_cells, default_metric, metric_label, score_grid
 
 GRID_SEEDS = 3  # seeds shown per grid cell (each sample PNG is a row of square fixed-seed images)
@@ -46,6 +48,13 @@ class RunSection:
     images: dict[tuple[int, str], CellImage] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     stylized: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
+    selection: object = None  # selection.Selection: the declared rule's picks; None without identity scores
+    lowest: BestCell | None = None  # the one-sided minimum of `metric`, shown next to the rule's pick
+
+    @property
+    def best_label(self) -> str:
+        """How `overall` / `per_epoch` were chosen, printed next to every "best"."""
+        return f"best by {self.selection.rule}" if self.selection is not None else f"lowest {self.metric}"
 
 
 def choose_metric(run: Run, metric: str | None) -> str:
@@ -141,6 +150,10 @@ def _draw_figures(sections: list[RunSection], folder: Path) -> None:
                             s.overall, vrange)
             s.figures["curves"] = f"fig/{s.slug}_curves.png"
             figures.score_curves(folder / s.figures["curves"], s.grid, title, s.overall, ylim)
+            if s.selection is not None:
+                s.figures["scatter"] = f"fig/{s.slug}_selection.png"
+                figures.selection_scatter(folder / s.figures["scatter"], s.selection,
+                                          f"{s.run.name}: every blend cell, style vs identity")
             if s.run.diagnostics:
                 s.figures["diagnostics"] = f"fig/{s.slug}_diagnostics.png"
                 figures.diagnostics(folder / s.figures["diagnostics"], series[s.slug], s.overall, xlim,
@@ -176,8 +189,14 @@ def _replace_folder(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_sections(run_dirs: list[Path], metric: str | None = None) -> list[RunSection]:
-    """Read and score every run (no files written): what the page and the CLI summary are made from."""
+def _as_best(choice, metric: str) -> BestCell:
+    p = choice.point
+    return BestCell(choice.scope, p.epoch, p.kimg, p.cell, p.swap_res, p.direction, metric, p.style)
+
+
+def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) -> list[RunSection]:
+    """Read and score every run (no files written): what the page and the CLI summary are made from.
+    `rule` (a selection rule or `selection:` node; default each run's own, else knee) picks the cells."""
     sections = []
     for i, run_dir in enumerate(run_dirs):
         run = load_run(Path(run_dir))
@@ -185,9 +204,16 @@ def load_sections(run_dirs: list[Path], metric: str | None = None) -> list[RunSe
         grid = score_grid(run.metrics, chosen, extra_epochs={e for e, _ in run.samples},
                           extra_cells={c for _, c in run.samples})
         best = best_cells(run.metrics, chosen)
-        overall = best[-1] if best else None
+        lowest = best[-1] if best else None
+        sel = select_rows(run.metrics, **dict(selection_options(rule or saved_selection(run.path)),
+                                              style_metric=chosen))
+        if sel is not None:
+            best = [_as_best(c, chosen) for c in sel.per_epoch if c.point is not None]
+            best += [_as_best(sel.overall, chosen)] if sel.overall.point is not None else []
+        overall = best[-1] if best and best[-1].scope == "overall" else None
         section = RunSection(slug=f"run{i}", run=run, metric=chosen, label=metric_label(chosen, run.metrics),
-                             grid=grid, per_epoch=best[:-1], overall=overall)
+                             grid=grid, per_epoch=[b for b in best if b.scope == "epoch"], overall=overall,
+                             selection=sel, lowest=lowest)
         if overall is not None:
             section.command, section.command_note = blend_command(run, overall)
         sections.append(section)
@@ -202,7 +228,8 @@ def default_out_dir(run_dirs: list[Path], out_dir: Path | None) -> Path:
     return Path(run_dirs[0]) / "report"
 
 
-def build_report(run_dirs: list[Path], out_dir: Path | None = None, metric: str | None = None) -> Path:
+def build_report(run_dirs: list[Path], out_dir: Path | None = None, metric: str | None = None,
+                 rule=None) -> Path:
     """Write the report folder (default `<run_dir>/report/` for one run) and return its index.html.
 
     `metric` defaults per run to kid, else fid, else a proxy kd_*/fd_*; lower is better.
@@ -211,7 +238,7 @@ def build_report(run_dirs: list[Path], out_dir: Path | None = None, metric: str 
     if not run_dirs:
         raise UserError("no run directory given; expected outputs/<experiment>/<run>/ with metrics.csv")
     target = default_out_dir(run_dirs, out_dir)
-    return write_report(load_sections(run_dirs, metric), target)
+    return write_report(load_sections(run_dirs, metric, rule), target)
 
 
 def write_report(sections: list[RunSection], target: Path) -> Path:
