@@ -176,3 +176,16 @@ def test_python_dash_m_prints_no_traceback(tmp_path, network_file):
     assert proc.stderr.strip().splitlines() == ["error: refused to unpickle posix.system from evil.pkl: "
                                                 "not on the allow-list"], proc.stderr
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+def test_generate_help_imports_no_plotting_hydra_or_lightning():
+    """`stylegan-blend generate --help` in a fresh interpreter must not import the report/training stacks."""
+    code = ("import sys\nfrom stylegan_blend.cli import main\nrc = main(['generate', '--help'])\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'hydra', 'omegaconf', "
+            "'pytorch_lightning', 'lightning', 'lightning_fabric', 'wandb', 'torchmetrics', 'cv2', 'av'})\n"
+            "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--seeds" in proc.stdout  # the help really printed
+    assert "HEAVY=\n" in proc.stdout, proc.stdout.splitlines()[-1]
