@@ -87,6 +87,7 @@ def test_marked_cell_is_framed_in_red_and_others_are_not():
     bx0, by0, bx1, by1 = lay.tile_box(1, 2)
     assert xs.min() >= bx0 - GAP and xs.max() <= bx1 + GAP and ys.min() >= by0 - GAP and ys.max() <= by1 + GAP
     assert red[by0 - 1, bx0:bx1].all() and red[by1, bx0:bx1].all()  # frame hugs the tile
+    assert np.array_equal(sheet[by0:by1, bx0:bx1], np.kron(tiles[1][2], np.ones((8, 8, 1), np.uint8)))  # intact
 
 
 def test_wrapped_grid_has_captions_and_no_filler_tile():

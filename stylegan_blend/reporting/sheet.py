@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 MIN_TILE = 128  # tiles are enlarged to at least this many pixels (integer factor)
 PAD = 8  # outer margin and the space between a label and what it names
-GAP = 4  # between tiles
+GAP = 4  # between tiles; also the width of the frame around a marked tile
 FONT_SIZE = 15
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -111,8 +111,8 @@ def comparison_sheet(tiles, row_labels=None, col_labels=None, captions=None, tit
                 im = _as_image(tile)
                 sheet.paste(im.resize((lay.tile, lay.tile), Image.NEAREST) if lay.scale > 1 else im, (x0, y0))
             if (r, c) in set(marked):
-                draw.rectangle((x0 - MARK_WIDTH // 2, y0 - MARK_WIDTH // 2, x1 - 1 + MARK_WIDTH // 2,
-                                y1 - 1 + MARK_WIDTH // 2), outline=MARK, width=MARK_WIDTH)
+                draw.rectangle((x0 - MARK_WIDTH, y0 - MARK_WIDTH, x1 - 1 + MARK_WIDTH, y1 - 1 + MARK_WIDTH),
+                               outline=MARK, width=MARK_WIDTH)  # in the gap: the tile stays intact
             if captions and r < len(captions) and c < len(captions[r]) and captions[r][c]:
                 draw.text(((x0 + x1) / 2, y0 - PAD // 2), captions[r][c], font=fnt, fill=INK, anchor="md")
         if row_labels and r < len(row_labels):
