@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -312,12 +313,14 @@ def test_stylize_with_blend_file_then_rerender_from_saved_w(nets, tmp_path, caps
                         capsys)
     assert code == 0, cap.err
     assert "pyramid_l2+d_features" in cap.out  # the base file carries a D, so its features join the loss
+    assert "photo.png: centre crop of the 50x40 photo" in cap.out
+    assert "face 1/1 photo: step 20/20, loss" in cap.err  # progress lines when stderr is not a terminal
     row = np.asarray(Image.open(out / "photo_stylized.png"))
     w = load_w(out / "photo.npz", nets["base"].num_ws, nets["base"].w_dim)
-    assert row.shape == (32, 96, 3)
-    np.testing.assert_array_equal(row[:, :32], center_crop(np.asarray(Image.open(nets["photo"])), 32))
-    np.testing.assert_array_equal(row[:, 32:64], render(nets["base"], w))
-    np.testing.assert_array_equal(row[:, 64:], render(nets["blend"], w))
+    cols = sheet_tiles(row, 3, ["input (centre crop)", "base reconstruction", "blend blend"], "photo")
+    np.testing.assert_array_equal(cols[0], center_crop(np.asarray(Image.open(nets["photo"])), 32))
+    np.testing.assert_array_equal(cols[1], render(nets["base"], w))
+    np.testing.assert_array_equal(cols[2], render(nets["blend"], w))
 
     again = tmp_path / "again"
     code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--blend",
@@ -334,12 +337,29 @@ def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
                          "--outdir", tmp_path], capsys)
     assert code == 0, cap.err
     row = np.asarray(Image.open(tmp_path / "photo_stylized.png"))
-    assert row.shape == (32, 5 * 32, 3)
-    cols = [row[:, 32 * i:32 * (i + 1)] for i in range(5)]
+    labels = ["input (centre crop)", "base reconstruction", "swap 8 (low_base)", "swap 16 (low_base)",
+              "fine-tuned (epoch 3)"]
+    cols = sheet_tiles(row, 5, labels, "photo")
     np.testing.assert_array_equal(cols[1], render(nets["base"], w))
     np.testing.assert_array_equal(cols[4], render(nets["tuned"], w))  # 'none' = the fine-tuned model
     np.testing.assert_array_equal(cols[2], render(nets["blend"], w))  # swap 8, base coarse blocks
     assert not np.array_equal(cols[2], cols[3])
+
+
+def sheet_tiles(sheet: np.ndarray, n: int, labels: list[str], title: str, native: int = 32) -> list[np.ndarray]:
+    """The n images of a one-row stylize sheet, enlarged 4x (32 px -> 128): each 4x4 block is one pixel."""
+    from stylegan_blend.reporting.sheet import sheet_layout
+
+    lay = sheet_layout(native, 1, n, col_labels=labels, title=title)
+    assert lay.scale == 4 and sheet.shape[:2] == (lay.height, lay.width)
+    out = []
+    for c in range(n):
+        x0, y0, x1, y1 = lay.tile_box(0, c)
+        block = sheet[y0:y1, x0:x1]
+        small = block[::4, ::4]
+        assert np.array_equal(block, np.kron(small, np.ones((4, 4, 1), np.uint8)))  # nearest-neighbour
+        out.append(small)
+    return out
 
 
 def one_error_line(cap, *needles):
@@ -400,7 +420,9 @@ def test_stylize_aligns_a_real_photo(nets, tmp_path, capsys):
     image = load_image(photo)
     want = align_face(image, detect_faces(image)[0][1], 32)
     row = np.asarray(Image.open(tmp_path / "grace_hopper_face0_stylized.png"))
-    np.testing.assert_array_equal(row[:, :32], want)
+    labels = ["input (aligned)", "base reconstruction", "blend blend"]
+    np.testing.assert_array_equal(sheet_tiles(row, 3, labels, "grace_hopper_face0")[0], want)
+    assert re.search(r"face 1 of 1 at box \(\d+, \d+, \d+, \d+\), score (0\.9|1\.0)", cap.out), cap.out
     assert (tmp_path / "grace_hopper_face0.npz").is_file()
 
 

@@ -102,7 +102,8 @@ def test_single_run_report(tmp_path, capsys):
     assert index == run / "report" / "index.html"
     html = assert_self_contained(index)
     # best cell: marked in the grid and named in the exact export command
-    assert re.search(r'class="best-overall"><a href="img/run0/full/e0006_swap64_low_base.png"', html)
+    assert re.search(r'class="cell best-overall"><figcaption[^>]*>swap64_low_base</figcaption>'
+                     r'<a href="img/run0/full/e0006_swap64_low_base.png"', html)
     command = (f"stylegan-blend blend --low /models/ffhq256.pkl --high {(run / 'networks').resolve()}"
                f"/epoch=0006.pt --swap-res 64 --mapping low --out best_blend.pt")
     assert command in html
@@ -112,7 +113,7 @@ def test_single_run_report(tmp_path, capsys):
             assert im.width > 300 and im.height > 200
     # each score is printed under its cell
     assert "kid 0.28" in html and "kid 0.11<br>★ lowest kid" in html
-    assert html.count('<td class="best-epoch">') == 2  # epochs 2 and 4; epoch 6 holds the overall best
+    assert html.count('class="cell best-epoch"') == 2  # epochs 2 and 4; epoch 6 holds the overall best
     # the base model, scored and drawn once at epoch 2, stands in every row
     assert html.count("kid 0.9<") == 3 and 'src="img/run0/e0006_base.png"' in html
     assert "scored once, at epoch 2" in html
@@ -225,3 +226,100 @@ def test_report_selection_by_rule(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"best by min_identity=0.8: overall\s+swap16_low_base\s+kid=0.22", out)
     assert "one-sided lowest kid (ignores identity)" in out
+
+
+def test_diagnostics_figure_shows_every_logged_epoch_with_integer_ticks(tmp_path, monkeypatch):
+    """Diagnostics logged every epoch from 1 (checkpoints every 2): epoch 1 is inside the axes, ticks are
+    whole epochs, a never-logged value (pl_penalty = nan with pl_weight 0) has no legend entry, a value
+    missing in one epoch leaves no gap, d_real sits in the D panel, and every panel has a title."""
+    from stylegan_blend.reporting import figures
+
+    run = make_run(tmp_path)
+    diag = ["epoch,kimg,metric,value"]
+    for epoch in range(1, 7):
+        for metric, value in {"r_t": 0.5, "ada_p": 0.01 * epoch, "d_real": 1.0, "d_fake": -1.0, "loss_G": 2.0,
+                              "loss_D": 1.0, "pl_penalty": "nan", "r1_penalty": "nan" if epoch == 3 else 0.1,
+                              "memorisation": 1.2, "d_real_train": 1.1, "d_real_val": 0.9, "d_gap": 0.2}.items():
+            diag.append(f"{epoch},{2.0 * epoch},{metric},{value}")
+    (run / "diagnostics.csv").write_text("\n".join(diag) + "\n")
+    drawn = []
+    original = figures.diagnostics
+    monkeypatch.setattr(figures, "diagnostics", lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    build_report([run])
+    (fig,) = drawn
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    main_axes = [ax for ax in visible if ax.get_title()]
+    assert len(main_axes) == 4  # no "other" panel: everything logged has its place
+    titles = [ax.get_title() for ax in main_axes]
+    assert all(titles) and not any("other" in t for t in titles)
+    for ax in main_axes:
+        low, high = ax.get_xlim()
+        assert low < 1 and high > 6
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    labels = [t.get_text() for ax in visible if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert "pl_penalty" not in labels and all(labels)
+    assert any(l.startswith("d_real (training") for l in labels)
+    losses = next(ax for ax in main_axes if ax.get_title().startswith("losses"))
+    r1 = next(line for line in losses.get_lines() if line.get_label() == "r1_penalty")
+    assert list(r1.get_xdata()) == [1, 2, 4, 5, 6] and np.isfinite(r1.get_ydata()).all()
+
+
+def _tile_tops(a: np.ndarray) -> np.ndarray:
+    """Top edges of a sheet's tile rows, found from its pixels: bands that are neither background nor the
+    red frame, in a column inside the last seed column."""
+    col = a[:, -12]
+    tile = (col != 255).any(-1) & ~(col == (228, 0, 43)).all(-1)
+    return np.flatnonzero(np.diff(tile.astype(int)) == 1) + 1
+
+
+def _n_rows(path) -> int:
+    return len(_tile_tops(np.asarray(Image.open(path).convert("RGB"))))
+
+
+def test_comparison_sheets_per_checkpoint_and_best_cells(tmp_path):
+    from stylegan_blend.reporting.sheet import sheet_layout
+
+    run = make_run(tmp_path)
+    build_report([run])
+    sheets = run / "report" / "sheets"
+    assert sorted(p.name for p in sheets.iterdir()) == ["run0_best.png", "run0_epoch=0002.png",
+                                                        "run0_epoch=0004.png", "run0_epoch=0006.png"]
+    # epoch 2: base, three swaps, none = 5 rows of 4 seeds (16 px samples enlarged 8x to 128)
+    assert _n_rows(sheets / "run0_epoch=0002.png") == 5
+    # best cells: base, the best of epochs 2, 4, 6, and the last fine-tuned model
+    assert _n_rows(sheets / "run0_best.png") == 5
+    with Image.open(sheets / "run0_epoch=0004.png") as im:
+        a = np.asarray(im.convert("RGB"))
+    # rows at epoch 4 are base, swap16, swap32, swap64, none; swap32 (row 2) is the best of the epoch
+    source = np.asarray(Image.open(run / "samples" / "blends" / "epoch=0004" / "swap32_low_base.png"))
+    heights = _tile_tops(a)
+    top = heights[2]
+    x_last = a.shape[1] - 8 - 128  # PAD from the right edge, one 128 px tile
+    np.testing.assert_array_equal(a[top:top + 128, x_last:x_last + 128],
+                                  np.kron(source[:, 48:64], np.ones((8, 8, 1), np.uint8)))
+    red = (a == (228, 0, 43)).all(-1)
+    assert red[top - 1, x_last:x_last + 128].all() and not red[heights[1] - 1].any()
+    html = (run / "report" / "index.html").read_text()
+    assert 'src="sheets/run0_best.png"' in html and "One sheet per checkpoint (3)" in html
+
+
+def test_run_labels_are_the_swept_keys_and_best_of_all_runs_is_marked(tmp_path):
+    from stylegan_blend.reporting.report import run_labels
+    from stylegan_blend.reporting.rundir import load_run
+
+    a = make_run(tmp_path, "2026-12-01_10-00-00_anime_long_folder_name")
+    b = make_run(tmp_path, "2026-12-01_11-00-00_disney_long_folder_name",
+                 metrics=(("kid", {e: {c: v / 2 for c, v in cells.items()} for e, cells in KID.items()}),))
+    for run, r1 in ((a, 1), (b, 10)):
+        (run / ".hydra" / "overrides.yaml").write_text(f"- experiment=anime\n- train.r1_gamma={r1}\n")
+    assert run_labels([load_run(a), load_run(b)]) == ["train.r1_gamma=1", "train.r1_gamma=10"]
+    assert run_labels([load_run(a)]) == [a.name]
+    html = build_report([a, b], out_dir=tmp_path / "cmp").read_text()
+    comparison = html[html.index('id="comparison"'):html.index('id="run0"')]
+    # key columns first; b (kid halved) holds the best of all runs
+    assert comparison.index("<th>run</th>") < comparison.index("<th>value</th>") < comparison.index("overrides</th>")
+    assert re.search(r'<tr class="best-of-all"><td><a href="#run1">train.r1_gamma=10</a> ★ best of all runs', html)
+    assert html.count("best of all runs") == 2  # the comparison row and run1's grid cell
+    assert "<h2>train.r1_gamma=1</h2>" in html
+    assert (tmp_path / "cmp" / "sheets" / "runs_best.png").is_file()

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1.0 = none)")
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const")
     p.add_argument("--outdir", type=Path, required=True, help="folder for the PNGs (created if missing)")
-    p.add_argument("--grid", action="store_true", help="also write grid.png with all images")
+    p.add_argument("--grid", action="store_true", help="also write grid.png: all images labelled with their seeds, small ones enlarged")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.set_defaults(func=generate_command)
@@ -126,9 +126,13 @@ def generate_command(args) -> int:
                 images.append(batch)
             progress.advance(task, len(chunk))
     if args.grid:
-        from torchvision.utils import make_grid
+        from ..reporting.sheet import comparison_sheet, save_sheet, wrap
 
-        grid = make_grid(torch.cat(images).permute(0, 3, 1, 2), nrow=math.ceil(math.sqrt(len(seeds))), padding=0)
-        _write_png(args.outdir / "grid.png", grid.permute(1, 2, 0))
+        n_cols = math.ceil(math.sqrt(len(seeds)))
+        tiles = [image.numpy() for image in torch.cat(images)]
+        title = f"{args.network.name}: truncation {args.trunc:g}, noise {args.noise_mode}"
+        sheet = comparison_sheet(wrap(tiles, n_cols), captions=wrap([f"seed {s}" for s in seeds], n_cols),
+                                 title=title)
+        save_sheet(args.outdir / "grid.png", sheet)
     print(f"wrote {len(seeds)} image(s) to {args.outdir}" + (" and grid.png" if args.grid else ""))
     return 0

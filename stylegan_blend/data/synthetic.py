@@ -75,7 +75,7 @@ class FaceGeometry:
 def sample_geometry(rng: np.random.Generator) -> FaceGeometry:
     """A fixed number of draws in a fixed order, whatever the domain: same stream -> same layout."""
     u = rng.uniform
-    face_w = u(0.36, 0.50)
+    face_w = u(0.44, 0.54)  # large enough that eyes and mouth span whole pixels at 32 px
     return FaceGeometry(
         cx=u(-0.15, 0.15), cy=u(-0.10, 0.12), tilt=u(-0.15, 0.15), face_w=face_w,
         face_h=face_w * u(1.18, 1.34), chin=u(0.15, 0.45), hair_style=int(u(0, 3)),
@@ -328,8 +328,8 @@ class _Painter:
             if self.toon:
                 self.paint(self.cover(_band(ev, curve, 0.5 * self.ink + 0.01 * es, eu, half_len)), _INK)
             else:
-                d = _band(ev, curve, 0.035 * es, eu, half_len)
-                self.paint(0.85 * self.cover(d, soft=3.0), self.hair * 0.8)
+                d = _band(ev, curve, 0.06 * es, eu, half_len)
+                self.paint(0.95 * self.cover(d, soft=2.0), self.hair * 0.6)
 
     def eyes(self):
         g, w = self.g, self.g.face_w
@@ -362,15 +362,15 @@ class _Painter:
         self.paint(self.cover(lid), _INK)
 
     def photo_eye(self, eu, ev, es, iris):
-        ew, eh = 0.20 * es, 0.095 * es
-        socket = _ellipse(eu, ev - 0.3 * eh, 1.7 * ew, 2.4 * eh)
-        self.darken(self.cover(socket, soft=8.0), 0.12)
+        ew, eh = 0.24 * es, 0.13 * es
+        socket = _ellipse(eu, ev - 0.3 * eh, 1.6 * ew, 2.2 * eh)
+        self.darken(self.cover(socket, soft=6.0), 0.22)
         eye = _ellipse(eu, ev, ew, eh)
         self.paint(self.cover(eye, soft=1.5), np.array([0.90, 0.87, 0.84], np.float32) * 0.9)
-        iris_d = np.maximum(_ellipse(eu, ev, 0.9 * eh, 0.9 * eh), eye)
-        radial = np.clip(np.sqrt(eu ** 2 + ev ** 2) / (0.9 * eh), 0, 1)[..., None]
-        self.paint(self.cover(iris_d, soft=1.5), iris * (1.1 - 0.5 * radial))
-        self.paint(self.cover(np.maximum(_ellipse(eu, ev, 0.38 * eh, 0.38 * eh), eye), soft=1.5),
+        iris_d = np.maximum(_ellipse(eu, ev, 1.0 * eh, 1.0 * eh), eye)
+        radial = np.clip(np.sqrt(eu ** 2 + ev ** 2) / (1.0 * eh), 0, 1)[..., None]
+        self.paint(self.cover(iris_d, soft=1.5), iris * (0.9 - 0.5 * radial))
+        self.paint(self.cover(np.maximum(_ellipse(eu, ev, 0.5 * eh, 0.5 * eh), eye), soft=1.5),
                    np.full(3, 0.04, np.float32))
         lid = np.maximum(np.abs(eye) - 0.012 * es, ev)
         self.paint(0.8 * self.cover(lid, soft=2.0), self.skin * 0.3)
@@ -402,10 +402,10 @@ class _Painter:
             else:
                 self.paint(self.cover(_band(self.v, line, 0.5 * self.ink + 0.004, self.u, mw * 0.8)), _INK)
             return
-        lips = np.maximum.reduce([line - 0.035 * h * np.sqrt(t) - self.v, self.v - line - 0.05 * h * np.sqrt(t),
+        lips = np.maximum.reduce([line - 0.05 * h * np.sqrt(t) - self.v, self.v - line - 0.07 * h * np.sqrt(t),
                                   np.abs(self.u) - mw])
-        self.paint(0.9 * self.cover(lips, soft=3.0), self.skin * np.array([0.80, 0.45, 0.45], np.float32))
-        gap = 0.004 * h + (0.03 * h * (g.mouth_open - 0.65) if g.mouth_open > 0.65 else 0.0)
+        self.paint(0.95 * self.cover(lips, soft=2.0), self.skin * np.array([0.72, 0.32, 0.34], np.float32))
+        gap = 0.012 * h + (0.03 * h * (g.mouth_open - 0.65) if g.mouth_open > 0.65 else 0.0)
         self.paint(0.8 * self.cover(_band(self.v, line, gap, self.u, mw * 0.9), soft=2.5),
                    self.skin * np.array([0.35, 0.18, 0.18], np.float32))
 

@@ -123,17 +123,22 @@ def load_image(path) -> np.ndarray:
 
 
 def aligned_faces(path: Path, resolution: int, align: bool = True, all_faces: bool = False,
-                  device: str = "cpu") -> list[np.ndarray]:
-    """The model-ready crops of one photo file: the largest face, every face, or the centre crop."""
+                  device: str = "cpu") -> list[tuple[np.ndarray, str]]:
+    """The model-ready crops of one photo file (the largest face, every face, or the centre crop), each
+    with a line saying what was found: the face box in photo pixels and MTCNN's score."""
     image = load_image(path)
     if not align:
-        return [center_crop(image, resolution)]
+        h, w = image.shape[:2]
+        return [(center_crop(image, resolution), f"centre crop of the {w}x{h} photo (no face detection)")]
     faces = detect_faces(image, device=device)
     if not faces:
         raise UserError(f"{path}: no face found; expected a photo with a visible face (or use --no-align)")
+    found = len(faces)
     if not all_faces:
         faces = faces[:1]
-    return [align_face(image, landmarks, resolution) for _box, landmarks, _prob in faces]
+    return [(align_face(image, landmarks, resolution),
+             f"face {k + 1} of {found} at box ({', '.join(str(round(float(v))) for v in box)}), score {prob:.3f}")
+            for k, (box, landmarks, prob) in enumerate(faces)]
 
 
 def _to_pil(image) -> Image.Image:

@@ -15,8 +15,8 @@ def register(subparsers) -> None:
         "stylize", help="project real face photos into the base model and render them with a blend",
         description="For each photo: FFHQ-style alignment (MTCNN landmarks), projection into the base "
                     "generator's W space, then renders of the same w by the base model and by the blend. "
-                    "Writes <name>_stylized.png = [aligned | reconstruction | stylised ...] and <name>.npz "
-                    "(NVIDIA's projected_w format).")
+                    "Writes <name>_stylized.png, a labelled row [aligned | base reconstruction | one column per "
+                    "blend or --swap-res entry, in the order given], and <name>.npz (NVIDIA's projected_w format).")
     p.add_argument("photo", metavar="PHOTO|DIR", type=Path, help="a photo, or a folder of photos")
     p.add_argument("--base", required=True, metavar="PATH", help="base (real-face) network: any supported format")
     which = p.add_mutually_exclusive_group(required=True)
@@ -107,12 +107,20 @@ def build_blends(args, base, device) -> list:
     return blends
 
 
+def blend_labels(args) -> list[str]:
+    """What each stylised column shows, for the sheet's labels (same order as `build_blends`)."""
+    if args.blend is not None:
+        return [f"blend {Path(args.blend).stem}"]
+    return [f"fine-tuned (epoch {args.epoch})" if r is None else f"swap {r} ({args.direction})"
+            for r in parse_swap_res(args.swap_res)]
+
+
 def stylize_command(args) -> int:
     from stylegan_blend.checkpoints import load_network
 
     from .align import aligned_faces
     from .project import load_w, resolve_lpips_path
-    from .stylize import list_photos, save_outputs, stylize_aligned
+    from .stylize import list_photos, save_outputs, sheet_labels, stylize_aligned
 
     _check_args(args)
     device = resolve_device(args.device)
@@ -130,15 +138,17 @@ def stylize_command(args) -> int:
     for photo in photos:
         crops = aligned_faces(photo, G.img_resolution, align=not args.no_align, all_faces=args.all_faces,
                               device=device)
-        for k, crop in enumerate(crops):
+        for k, (crop, found) in enumerate(crops):
+            print(f"{photo}: {found}", flush=True)
             jobs.append((f"{photo.stem}_face{k}" if args.all_faces else photo.stem, crop))
 
     args.outdir.mkdir(parents=True, exist_ok=True)
-    for name, crop in jobs:
+    labels = sheet_labels(blend_labels(args), aligned=not args.no_align)
+    for i, (name, crop) in enumerate(jobs):
         result = stylize_aligned(G, blends, crop, steps=args.steps, w=w, w_plus=args.w_plus, D=base.D,
                                  seed=args.seed, device=device, lpips_path=lpips_path, progress=True,
-                                 description=name)
-        png, _npz = save_outputs(args.outdir, name, result)
+                                 description=f"face {i + 1}/{len(jobs)} {name}")
+        png, _npz = save_outputs(args.outdir, name, result, labels)
         how = "given w" if result.loss_name is None else f"{args.steps} steps, loss {result.loss_name}"
         print(f"{png} ({how}, {result.seconds:.1f} s on {device})")
     return 0

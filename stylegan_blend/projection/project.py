@@ -250,23 +250,39 @@ def project(G, target, num_steps: int = 1000, w_plus: bool = False, D=None, seed
 
 
 class _progress:
-    """A rich progress bar showing the image distance, or nothing."""
+    """Per-face progress on stderr: a rich bar (step, image distance, time left) on a terminal, else a
+    plain `step N/M, loss x` line every 10% so logs of batch jobs show it too; or nothing."""
 
     def __init__(self, enabled: bool, description: str, total: int):
         self.enabled, self.description, self.total = enabled, description, total
+        self.bar = None
 
     def __enter__(self):
         if not self.enabled:
             return lambda dist: None
+        import sys
+
+        if not sys.stderr.isatty():
+            every = max(1, self.total // 10)
+            state = {"step": 0}
+
+            def line(dist):
+                state["step"] += 1
+                if state["step"] % every == 0 or state["step"] == self.total:
+                    print(f"{self.description}: step {state['step']}/{self.total}, loss {dist:.4f}",
+                          file=sys.stderr, flush=True)
+            return line
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("dist {task.fields[dist]:.4f}"), TimeRemainingColumn(), transient=True)
+                            TextColumn("loss {task.fields[dist]:.4f}"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
         self.bar.__enter__()
         task = self.bar.add_task(self.description, total=self.total, dist=float("nan"))
         return lambda dist: self.bar.update(task, advance=1, dist=dist)
 
     def __exit__(self, *exc):
-        if self.enabled:
+        if self.bar is not None:
             self.bar.__exit__(*exc)
         return False
 

@@ -86,10 +86,21 @@ def save_png(path, image: np.ndarray) -> None:
     atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
 
 
-def save_outputs(outdir: Path, name: str, result: Stylised) -> tuple[Path, Path]:
-    """`<name>_stylized.png` = [aligned | reconstruction | stylised ...] and `<name>.npz` (key w)."""
+def sheet_labels(blend_labels: list[str], aligned: bool = True) -> list[str]:
+    """Column labels of a stylize sheet: what each image is."""
+    return ["input (aligned)" if aligned else "input (centre crop)", "base reconstruction", *blend_labels]
+
+
+def save_outputs(outdir: Path, name: str, result: Stylised, labels: list[str] | None = None,
+                 title: str | None = None) -> tuple[Path, Path]:
+    """`<name>_stylized.png` = one labelled row [aligned | reconstruction | stylised ...] (a comparison
+    sheet, nearest-neighbour enlarged for small models) and `<name>.npz` (key w)."""
+    from stylegan_blend.reporting.sheet import comparison_sheet, save_sheet
+
     png, npz = outdir / f"{name}_stylized.png", outdir / f"{name}.npz"
-    save_png(png, side_by_side([result.aligned, result.recon, *result.stylised]))
+    tiles = [result.aligned, result.recon, *result.stylised]
+    labels = labels or sheet_labels([f"blend {i + 1}" for i in range(len(result.stylised))])
+    save_sheet(png, comparison_sheet([tiles], col_labels=labels, title=title or name))
     save_w(npz, result.w)
     return png, npz
 

@@ -1,7 +1,21 @@
-"""The report: epoch × swap image grid with scores, heatmap, overfitting curves, one HTML page."""
-from .report import build_report, load_sections, write_report
-from .rundir import MetricRow, Run, load_run, read_diagnostics, read_metrics
-from .scores import BestCell, best_cells, default_metric, is_proxy, metric_label
+"""The report: epoch × swap image grid with scores, heatmap, overfitting curves, one HTML page.
 
-__all__ = ["BestCell", "MetricRow", "Run", "best_cells", "build_report", "default_metric", "is_proxy",
-           "load_run", "load_sections", "metric_label", "read_diagnostics", "read_metrics", "write_report"]
+Names are imported lazily so that `stylegan-blend <any command>` does not pay for matplotlib/omegaconf.
+"""
+import importlib
+
+_EXPORTS = {
+    "build_report": "report", "load_sections": "report", "write_report": "report",
+    "MetricRow": "rundir", "Run": "rundir", "load_run": "rundir", "read_diagnostics": "rundir",
+    "read_metrics": "rundir",
+    "BestCell": "scores", "best_cells": "scores", "default_metric": "scores", "is_proxy": "scores",
+    "metric_label": "scores",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

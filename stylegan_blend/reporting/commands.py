@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .report import default_out_dir, load_sections, write_report
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -25,6 +23,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .report import default_out_dir, load_sections, write_report  # matplotlib: only when reporting
+
     target = default_out_dir(args.run_dirs, args.out)
     sections = load_sections(args.run_dirs, args.metric, args.rule)
     index = write_report(sections, target)

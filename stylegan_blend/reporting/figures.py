@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from .rundir import DiagnosticRow
 from .scores import BestCell, ScoreGrid, is_blend
@@ -22,11 +23,13 @@ R_T_TARGET = 0.6  # ADA's target for r_t = E[sign(D(real))] (Karras et al. 2020)
 # Diagnostics panels: title, metrics on the main axis; anything else logged goes to an "other" panel.
 DIAGNOSTIC_PANELS = (
     ("ADA overfitting heuristic r_t (target 0.6)", ("r_t",)),
-    ("D output: real train vs real val vs fake", ("d_real_train", "d_real_val", "d_fake", "d_gap")),
+    ("D output: real train vs real val vs fake", ("d_real_train", "d_real_val", "d_real", "d_fake", "d_gap")),
     ("memorisation (NN-distance ratio, < 1: copying)", ("memorisation",)),
     ("losses and regularisers", ("loss_G", "loss_D", "r1_penalty", "pl_penalty")),
 )
 SECONDARY = {"r_t": "ada_p"}  # plotted on a twin axis of the same panel
+SERIES_LABELS = {"d_gap": "d_gap (train − val)", "d_real": "d_real (training batches, augmented)",
+                 "d_fake": "d_fake (training batches)"}
 
 
 def cell_label(cell: str) -> str:
@@ -63,7 +66,7 @@ def curve_range(grids: list[ScoreGrid]) -> tuple[float, float] | None:
 
 
 def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
-            vrange: tuple[float, float]) -> None:
+            vrange: tuple[float, float]) -> Figure:
     """Epoch × swap heatmap with every value printed and the best blend boxed."""
     n_rows, n_cols = grid.values.shape
     fig = Figure(figsize=(max(5.0, 1.05 * n_cols + 2.2), max(3.0, 0.48 * n_rows + 2.0)), dpi=110,
@@ -96,10 +99,11 @@ def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
     ax.set_yticks(range(n_rows), [f"epoch {e}\n{grid.kimg.get(e, math.nan):g} kimg" for e in grid.epochs],
                   fontsize=8)
     ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
-    ax.set_title(title, fontsize=9, wrap=True)
+    ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
     extend = _extend(grid.values, vrange)
     fig.colorbar(image, ax=ax, shrink=0.9, extend=extend, label=f"{grid.metric} (lower is better)")
     fig.savefig(path)
+    return fig
 
 
 def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
@@ -110,7 +114,7 @@ def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
 
 
 def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
-                 ylim: tuple[float, float] | None) -> None:
+                 ylim: tuple[float, float] | None) -> Figure:
     """Score vs epoch, one line per blend; base and none dashed as references."""
     fig = Figure(figsize=(6.4, 5.6), dpi=110, layout="constrained")
     ax = fig.add_subplot()
@@ -128,26 +132,44 @@ def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{grid.metric} (lower is better)")
-    ax.set_title(title, fontsize=9, wrap=True)
+    ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside lower center", fontsize=7, ncols=3)
     fig.savefig(path)
+    return fig
+
+
+def _wrap_title(title: str, fig_width_in: float, fontsize: float = 9) -> str:
+    """Break a title into lines that fit the figure (matplotlib's wrap=True ignores constrained layout)."""
+    import textwrap
+
+    width = max(20, int(fig_width_in * 72 / (0.55 * fontsize)))  # ~0.55 em per character
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
 
 
 def diagnostic_series(rows: list[DiagnosticRow]) -> dict[str, tuple[list[int], list[float]]]:
+    """metric -> (epochs, values), finite values only: a metric never logged with a value (pl_penalty
+    with pl_weight 0) is absent, and epochs without a value (a lazy regulariser not run) leave no gap."""
     series: dict[str, tuple[list[int], list[float]]] = {}
     for r in sorted(rows, key=lambda r: (r.epoch, r.kimg)):
+        if not math.isfinite(r.value):
+            continue
         xs, ys = series.setdefault(r.metric, ([], []))
         xs.append(r.epoch)
         ys.append(r.value)
     return series
 
 
+def diagnostic_epochs(series: dict) -> list[int]:
+    return sorted({x for xs, _ in series.values() for x in xs})
+
+
 def panel_layout(series_names) -> list[tuple[str, tuple[str, ...]]]:
     known = {m for _, metrics in DIAGNOSTIC_PANELS for m in metrics} | set(SECONDARY.values())
     other = tuple(sorted(set(series_names) - known))
-    return list(DIAGNOSTIC_PANELS) + ([("other diagnostics", other)] if other else [])
+    return list(DIAGNOSTIC_PANELS) + ([(f"other logged values: {', '.join(other)}", other)] if other else [])
 
 
 def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
@@ -168,7 +190,7 @@ def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
 
 
 def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[float, float],
-                ylims: dict[str, tuple[float, float]]) -> None:
+                ylims: dict[str, tuple[float, float]]) -> Figure:
     """The overfitting panels next to the score curves: where the best blend sits relative to D memorising."""
     panels = panel_layout(series.keys())
     n_cols = 2
@@ -182,11 +204,11 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
         ax.grid(alpha=0.3)
         ax.set_xlim(*xlim)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         plotted = [m for m in metrics if m in series]
         for m in plotted:
             style = dict(linestyle=":", color="black") if m == "d_gap" else dict(marker=".")
-            label = "d_gap (train − val)" if m == "d_gap" else m
-            ax.plot(*series[m], label=label, **style)
+            ax.plot(*series[m], label=SERIES_LABELS.get(m, m), **style)
         if title.startswith("ADA"):
             ax.axhline(R_T_TARGET, color="#e4002b", linestyle="--", linewidth=1, label="target 0.6")
         if title.startswith("memorisation") and plotted:
@@ -208,6 +230,7 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     fig.savefig(path)
+    return fig
 
 
 def selection_scatter(path: Path, selection, title: str) -> None:

@@ -16,28 +16,42 @@ THUMB_HEIGHT = 96  # grid thumbnails are drawn this tall (small demo samples are
 GENERATOR_MARK = '<meta name="generator" content="stylegan-blend report">'
 
 CSS = """
+*, *::before, *::after { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1500px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 .muted, .note { color: #666; } .note { font-size: 0.9em; }
-.scroll { overflow-x: auto; }
+code, .muted, .note, li { overflow-wrap: anywhere; }
+img { max-width: 100%; height: auto; }
+.table-box { overflow: auto; max-width: 100%; max-height: 36em; border: 1px solid #ddd; }
+.table-box thead th { position: sticky; top: 0; z-index: 1; }
 table { border-collapse: collapse; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; }
-table.grid td { text-align: center; vertical-align: top; } table.grid th { white-space: nowrap; }
-table.grid img { display: block; margin: 0 auto; height: THUMB_HEIGHTpx; image-rendering: pixelated; }
+.cells { border-bottom: 1px solid #ddd; }
+.epoch-row { display: grid; grid-template-columns: 6.5em minmax(0, 1fr); gap: 0.5em; border-top: 1px solid #ddd;
+             padding: 0.4em 0; }
+.epoch-label { font-weight: bold; }
+.cell-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 0.5em; }
+.cell { margin: 0; padding: 0.25em; text-align: center; border: 1px solid transparent; min-width: 0; }
+.cell figcaption { font-size: 0.85em; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cell img { display: block; margin: 0 auto; width: 100%; image-rendering: pixelated; }
 .score { font-variant-numeric: tabular-nums; font-size: 0.9em; }
 .missing { color: #999; font-style: italic; padding: 1em 0; }
-td.best-epoch { background: #fff7d6; } td.best-overall { background: #ffe08a; outline: 3px solid #e4002b; }
+.best-epoch { background: #fff7d6; } .best-overall { background: #ffe08a; outline: 3px solid #e4002b; }
 table.sortable th { cursor: pointer; background: #f3f3f3; user-select: none; }
 table.sortable th[data-order=asc]::after { content: " ▲"; } table.sortable th[data-order=desc]::after { content: " ▼"; }
 table.sortable td { font-variant-numeric: tabular-nums; } tr.best-overall td { background: #ffe08a; }
+tr.best-of-all td { background: #ffd0d6; font-weight: 600; }
 small.proxy { display: block; font-weight: normal; color: #a33; }
-pre.command { background: #272822; color: #f8f8f2; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }
+pre.command { background: #272822; color: #f8f8f2; padding: 0.8em; overflow-x: auto; white-space: pre-wrap;
+              overflow-wrap: anywhere; }
 .figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-.figures img { max-width: 100%; border: 1px solid #eee; }
+.figures img { border: 1px solid #eee; }
+.figures > a { min-width: 0; }
 .pair > a { flex: 1 1 40%; max-width: 900px; } .pair img { width: 100%; }
 .side > a { flex: 1 1 30%; max-width: 50%; } .side img { width: 100%; }
-.gallery { display: flex; flex-wrap: wrap; gap: 1em; } .gallery figure { margin: 0; text-align: center; }
-.gallery img { max-height: 256px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 1em; } .gallery figure { margin: 0; text-align: center; min-width: 0; }
+.gallery img { max-height: 420px; }
+.sheets figcaption { font-size: 0.9em; color: #666; }
 """
 
 # Sort on header click: numbers numerically, text alphabetically, empty cells always last.
@@ -112,13 +126,14 @@ def _selection_note(s: RunSection) -> str:
 
 
 def _grid(s: RunSection) -> str:
+    """Epoch rows; each row's cells wrap onto as many lines as the window needs (each cell names itself),
+    so any number of swap points fits any width."""
     best_epoch = {(b.epoch, b.cell) for b in s.per_epoch}
     front = s.selection.front_cells() if s.selection is not None else set()
     overall = (s.overall.epoch, s.overall.cell) if s.overall else None
-    head = "".join(f"<th>{escape(c)}</th>" for c in s.grid.cells)
     rows = []
     for i, epoch in enumerate(s.grid.epochs):
-        tds = []
+        cards = []
         for j, cell in enumerate(s.grid.cells):
             image = s.images.get((epoch, cell))
             if image is not None and image.thumb:
@@ -130,29 +145,31 @@ def _grid(s: RunSection) -> str:
             score = f"{escape(s.metric)} {_num(value)}" if math.isfinite(value) else "no score"
             cls = ""
             if (epoch, cell) == overall:
-                cls, score = "best-overall", score + f"<br>★ {escape(s.best_label)}"
+                cls, score = "best-overall", score + f"<br>★ {escape(s.best_label)}" + (
+                    " · best of all runs" if s.best_of_all else "")
             elif (epoch, cell) in best_epoch:
                 cls, score = "best-epoch", score + "<br>☆ best of epoch"
             if (epoch, cell) in front:
                 score += "<br>◆ Pareto front"
-            tds.append(f'<td class="{cls}">{visual}<div class="score">{score}</div></td>')
+            cards.append(f'<figure class="cell {cls}"><figcaption title="{escape(cell)}">{escape(cell)}'
+                         f'</figcaption>{visual}<div class="score">{score}</div></figure>')
         kimg = s.grid.kimg.get(epoch)
         label = f"epoch {epoch}" + (f"<br><small>{kimg:g} kimg</small>" if kimg is not None else "")
-        rows.append(f"<tr><th>{label}</th>{''.join(tds)}</tr>")
-    return (f'<div class="scroll"><table class="grid"><thead><tr><th></th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+        rows.append(f'<div class="epoch-row"><div class="epoch-label">{label}</div>'
+                    f'<div class="cell-cards">{"".join(cards)}</div></div>')
+    return f'<div class="cells">{"".join(rows)}</div>'
 
 
 def _table(s: RunSection) -> str:
-    """Every (epoch, cell) with every metric of the run, sortable by any column."""
+    """Every (epoch, cell) with every metric of the run, sortable by any column; the key columns (cell,
+    epoch, the ranking metric) first, in a box that scrolls by itself."""
     rows = s.run.metrics
     metrics = [s.metric] + sorted({r.metric for r in rows} - {s.metric})
     scores = {m: latest_scores(rows, m) for m in metrics}
     keys = sorted({k for table in scores.values() for k in table}, key=lambda k: (k[0], cell_sort_key(k[1])))
     cell_rank = {c: i for i, c in enumerate(sorted({c for _, c in keys}, key=cell_sort_key))}
-    head = ["epoch", "kimg", "cell", "swap_res", "direction"]
-    header = "".join(f"<th>{h}</th>" for h in head) + "".join(
-        f"<th>{_metric_header(m, rows)}</th>" for m in metrics) + "<th>n_gen</th><th>n_ref</th>"
+    header = ("<th>cell</th><th>epoch</th>" + "".join(f"<th>{_metric_header(m, rows)}</th>" for m in metrics)
+              + "<th>kimg</th><th>swap_res</th><th>direction</th><th>n_gen</th><th>n_ref</th>")
     body = []
     overall = (s.overall.epoch, s.overall.cell) if s.overall else None
     for epoch, cell in keys:
@@ -162,13 +179,27 @@ def _table(s: RunSection) -> str:
             f"<td>{_num(scores[m][(epoch, cell)].value) if (epoch, cell) in scores[m] else ''}</td>"
             for m in metrics)
         body.append(
-            f'<tr class="{"best-overall" if (epoch, cell) == overall else ""}"><td>{epoch}</td>'
-            f"<td>{_num(first.kimg, 6)}</td><td data-sort=\"{cell_rank[cell]}\">{escape(cell)}</td>"
+            f'<tr class="{"best-overall" if (epoch, cell) == overall else ""}">'
+            f"<td data-sort=\"{cell_rank[cell]}\">{escape(cell)}</td><td>{epoch}</td>{values}"
+            f"<td>{_num(first.kimg, 6)}</td>"
             f"<td>{'' if first.swap_res is None else first.swap_res}</td><td>{escape(first.direction)}</td>"
-            f"{values}<td>{'' if ref.n_gen is None else ref.n_gen}</td>"
+            f"<td>{'' if ref.n_gen is None else ref.n_gen}</td>"
             f"<td>{'' if ref.n_ref is None else ref.n_ref}</td></tr>")
-    return (f'<div class="scroll"><table class="sortable"><thead><tr>{header}</tr></thead>'
+    return (f'<div class="table-box"><table class="sortable"><thead><tr>{header}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _sheets(s: RunSection) -> str:
+    if not s.sheets:
+        return ""
+    (best_rel, _), *rest = s.sheets if s.sheets[0][1] == "best cells" else [(None, None), *s.sheets]
+    best = (f'<div class="figures">{_img(best_rel, "best cells sheet")}</div>' if best_rel else "")
+    others = "".join(f'<figure><a href="{_src(rel)}"><img src="{_src(rel)}" alt="{escape(caption)}" '
+                     f'loading="lazy"></a><figcaption>{escape(caption)}</figcaption></figure>' for rel, caption in rest)
+    return (f"<h3>Comparison sheets</h3><p class=\"note\">Labelled PNGs to share: rows are generators, columns "
+            f"the same seeds; small samples are enlarged without smoothing. The best blend of each epoch:</p>"
+            f"{best}<details><summary>One sheet per checkpoint ({len(rest)})</summary>"
+            f'<div class="gallery sheets">{others}</div></details>')
 
 
 def _gallery(images: list[tuple[str, str]]) -> str:
@@ -200,17 +231,18 @@ def _section(s: RunSection, multi: bool) -> str:
     stylized = (f"<h3>Stylised faces</h3>{_gallery(s.stylized)}" if s.stylized else "")
     return f"""
 <section id="{s.slug}">
-<h2>{escape(run.name)}</h2>
+<h2>{escape(s.name or run.name)}</h2>
 <p class="muted">{escape(str(run.path))}</p>
 {overrides}
 {_best_block(s)}
 <details><summary>Best blend per epoch</summary><ul>{per_epoch}</ul></details>
 {scatter}
+{_sheets(s)}
 <h3>Epoch × swap grid</h3>
-<p class="note">Rows are checkpoints, columns the base model, each swap resolution per direction
+<p class="note">One row per checkpoint; in each, the base model, each swap resolution per direction
 (<code>low_base</code>: coarse layers from the base model, the seed study's blend; <code>low_tuned</code>: the
-reverse) and the unblended fine-tuned model (<code>none</code>). Each cell shows the first seeds of its sample
-row (click for all) and its {escape(s.label)}.{base_note}</p>
+reverse) and the unblended fine-tuned model (<code>none</code>), wrapping onto more lines in a narrow window.
+Each cell shows the first seeds of its sample row (click for all) and its {escape(s.label)}.{base_note}</p>
 {_grid(s)}
 <h3>Heatmap</h3>
 <p class="note">Colour scale spans the blend cells{" of all runs scored with this metric" if multi else ""};
@@ -227,36 +259,43 @@ reals from held-out reals (d_gap rising, r_t above 0.6, memorisation falling bel
 </section>"""
 
 
-def _comparison(sections: list[RunSection]) -> str:
+def _comparison(sections: list[RunSection], runs_sheet: str | None) -> str:
+    """Key columns first (run, best cell, epoch, value), the full overrides last; the best of all runs
+    (per metric) marked."""
     rows = []
     for s in sections:
         b = s.overall
         best = (f"<td>{escape(b.cell)}</td><td>{b.epoch}</td><td>{_num(b.value)}</td>" if b else
                 "<td></td><td></td><td></td>")
-        rows.append(f'<tr><td><a href="#{s.slug}">{escape(s.run.name)}</a></td>'
-                    f'<td><code>{escape(" ".join(s.run.overrides))}</code></td>'
-                    f"<td>{_metric_header(s.metric, s.run.metrics)}</td>{best}</tr>")
-    heatmaps = "".join(_img(s.figures["heatmap"], f"{s.run.name} heatmap") for s in sections)
+        star = " ★ best of all runs" if s.best_of_all else ""
+        rows.append(f'<tr class="{"best-of-all" if s.best_of_all else ""}"><td><a href="#{s.slug}">'
+                    f'{escape(s.name or s.run.name)}</a>{star}</td>{best}'
+                    f"<td>{_metric_header(s.metric, s.run.metrics)}</td>"
+                    f'<td><code>{escape(" ".join(s.run.overrides))}</code></td></tr>')
+    heatmaps = "".join(_img(s.figures["heatmap"], f"{s.name} heatmap") for s in sections)
+    sheet = f'<div class="figures">{_img(runs_sheet, "best blend of each run")}</div>' if runs_sheet else ""
     return f"""
 <section id="comparison">
 <h2>Runs side by side</h2>
-<div class="scroll"><table class="sortable"><thead><tr><th>run</th><th>overrides</th><th>metric</th>
-<th>best cell</th><th>epoch</th><th>value</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>
+<p class="note">Runs are named by the overrides that differ between them.</p>
+<div class="table-box"><table class="sortable"><thead><tr><th>run</th><th>best cell</th><th>epoch</th>
+<th>value</th><th>metric</th><th>all overrides</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>
+{sheet}
 <p class="note">Runs scored with the same metric share the heatmap colour scale and the curves' y axis.</p>
 <div class="figures side">{heatmaps}</div>
 </section>"""
 
 
-def render(sections: list[RunSection], shared_stylized: list[tuple[str, str]]) -> str:
-    runs = ", ".join(escape(s.run.name) for s in sections)
-    comparison = _comparison(sections) if len(sections) > 1 else ""
+def render(sections: list[RunSection], shared_stylized: list[tuple[str, str]], runs_sheet: str | None = None) -> str:
+    runs = ", ".join(escape(s.name or s.run.name) for s in sections)
+    comparison = _comparison(sections, runs_sheet) if len(sections) > 1 else ""
     shared = f"<section><h2>Stylised faces</h2>{_gallery(shared_stylized)}</section>" if shared_stylized else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 {GENERATOR_MARK}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>stylegan-blend report: {runs}</title>
-<style>{CSS.replace("THUMB_HEIGHT", str(THUMB_HEIGHT))}</style></head>
+<style>{CSS}</style></head>
 <body>
 <h1>stylegan-blend report</h1>
 <p class="muted">{len(sections)} run(s): {runs}. Each blended generator is scored against the target set;

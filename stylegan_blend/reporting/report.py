@@ -4,6 +4,7 @@ exports that blend.
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -15,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..blending import direction_pair
 from ..errors import UserError
-from . import figures, page
+from . import figures, page, sheet
 from .page import THUMB_HEIGHT
 from .rundir import Run, load_run
 from ..selection import select_rows, selection_options
@@ -55,6 +56,9 @@ class RunSection:
     def best_label(self) -> str:
         """How `overall` / `per_epoch` were chosen, printed next to every "best"."""
         return f"best by {self.selection.rule}" if self.selection is not None else f"lowest {self.metric}"
+    name: str = ""  # short label: the swept Hydra overrides that tell this run from the others
+    sheets: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption); "best" first
+    best_of_all: bool = False  # its best blend is the lowest among all runs scored with this metric
 
 
 def choose_metric(run: Run, metric: str | None) -> str:
@@ -131,11 +135,133 @@ def _copy_stylized(section: RunSection, folder: Path, kept: Path | None) -> None
                 section.stylized.append((f"img/{section.slug}/{STYLIZED}/{png.name}", png.name))
 
 
+def cell_title(cell: str) -> str:
+    """Row label of a sheet: what the generator is."""
+    if cell == "base":
+        return "base (starting model)"
+    if cell == "none":
+        return "fine-tuned (no blend)"
+    res, _, direction = cell.removeprefix("swap").partition("_")
+    return f"swap {res} ({direction})"
+
+
+def _sample_seeds(run: Run) -> list[int] | None:
+    """blend.sample_seeds of the run's config (the callback's default is 0..5)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run.path / ".hydra" / "config.yaml").read_text()) or {}
+        seeds = (cfg.get("blend") or {}).get("sample_seeds")
+        return [int(x) for x in seeds] if seeds else None
+    except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _tiles(section: RunSection, epoch: int, cell: str):
+    source = section.run.sample(epoch, cell)
+    if source is None:
+        return None
+    try:
+        with Image.open(source) as im:
+            return sheet.split_strip(im)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def _sheet_rows(section: RunSection, rows: list[tuple[int, str, str]], marked_rows: set[int], title: str):
+    """rows: (epoch, cell, label) -> a sheet with one row per generator and one column per seed."""
+    tiles, labels, marked = [], [], []
+    for epoch, cell, label in rows:
+        row = _tiles(section, epoch, cell)
+        if not row:
+            continue
+        if (epoch, cell, label) in marked_rows:
+            marked += [(len(tiles), c) for c in range(len(row))]
+        tiles.append(row)
+        labels.append(label)
+    if not tiles:
+        return None
+    seeds = _sample_seeds(section.run)
+    n = max(len(r) for r in tiles)
+    cols = [f"seed {seeds[i]}" if seeds and i < len(seeds) else f"seed #{i}" for i in range(n)]
+    return sheet.comparison_sheet(tiles, labels, cols, title=title, marked=marked)
+
+
+def _score_text(section: RunSection, epoch: int, cell: str) -> str:
+    i, j = section.grid.epochs.index(epoch), section.grid.cells.index(cell)
+    value = section.grid.values[i, j]
+    return f"{section.metric} {value:.3g}" if math.isfinite(value) else "no score"
+
+
+def _make_sheets(section: RunSection, folder: Path) -> None:
+    """One labelled PNG per checkpoint (rows = base, swaps, fine-tuned; columns = seeds) and a "best
+    cells" sheet (the best blend of every epoch between the base and the last fine-tuned model)."""
+    out = folder / "sheets"
+    out.mkdir(exist_ok=True)
+    best_of_epoch = {b.epoch: b.cell for b in section.per_epoch}
+    overall = (section.overall.epoch, section.overall.cell) if section.overall else None
+    per_epoch = []
+    for epoch in section.grid.epochs:
+        rows = [(epoch, c, f"{cell_title(c)}\n{_score_text(section, epoch, c)}"
+                           + ("  ★" if best_of_epoch.get(epoch) == c else "")) for c in section.grid.cells]
+        marked = {r for r in rows if best_of_epoch.get(epoch) == r[1]}
+        kimg = section.grid.kimg.get(epoch)
+        title = (f"{section.name}: epoch {epoch}" + (f" ({kimg:g} kimg)" if kimg is not None else "")
+                 + f" · rows: generators, columns: seeds · framed = best blend of the epoch by {section.metric}")
+        im = _sheet_rows(section, rows, marked, title)
+        if im is not None:
+            rel = f"sheets/{section.slug}_epoch={epoch:04d}.png"
+            sheet.save_sheet(folder / rel, im)
+            per_epoch.append((rel, f"epoch {epoch}"))
+    rows = [(section.grid.epochs[0], "base", f"{cell_title('base')}\n{_score_text(section, section.grid.epochs[0], 'base')}")] \
+        if section.grid.epochs and "base" in section.grid.cells else []
+    for b in section.per_epoch:
+        star = "  ★ best" if (b.epoch, b.cell) == overall else ""
+        rows.append((b.epoch, b.cell, f"epoch {b.epoch}: {cell_title(b.cell)}\n{b.metric} {b.value:.3g}{star}"))
+    if section.grid.epochs and "none" in section.grid.cells:
+        last = section.grid.epochs[-1]
+        rows.append((last, "none", f"epoch {last}: {cell_title('none')}\n{_score_text(section, last, 'none')}"))
+    marked = {r for r in rows if overall is not None and (r[0], r[1]) == overall}
+    im = _sheet_rows(section, rows, marked, f"{section.name}: best blend of each epoch (framed: best overall "
+                                            f"by {section.metric}) between the base and the fine-tuned model")
+    if im is not None:
+        rel = f"sheets/{section.slug}_best.png"
+        sheet.save_sheet(folder / rel, im)
+        section.sheets.append((rel, "best cells"))
+    section.sheets += per_epoch
+
+
+def _runs_sheet(sections: list[RunSection], folder: Path) -> str | None:
+    """Several runs: each run's best blend in one sheet, the best of all runs framed."""
+    tiles, labels, marked = [], [], []
+    for s in sections:
+        if s.overall is None:
+            continue
+        row = _tiles(s, s.overall.epoch, s.overall.cell)
+        if not row:
+            continue
+        if s.best_of_all:
+            marked += [(len(tiles), c) for c in range(len(row))]
+        tiles.append(row)
+        labels.append(f"{s.name}\nepoch {s.overall.epoch}: {cell_title(s.overall.cell)}, {s.metric} "
+                      f"{s.overall.value:.3g}" + ("  ★" if s.best_of_all else ""))
+    if not tiles:
+        return None
+    n = max(len(r) for r in tiles)
+    im = sheet.comparison_sheet(tiles, labels, [f"seed #{i}" for i in range(n)], marked=marked,
+                                title="best blend of each run (framed: best of all runs)")
+    rel = "sheets/runs_best.png"
+    (folder / "sheets").mkdir(exist_ok=True)
+    sheet.save_sheet(folder / rel, im)
+    return rel
+
+
 def _draw_figures(sections: list[RunSection], folder: Path) -> None:
     """Heatmaps and curves; runs scored with the same metric share colour and y scales, all share epochs."""
     (folder / "fig").mkdir()
     series = {s.slug: figures.diagnostic_series(s.run.diagnostics or []) for s in sections}
-    epochs = [e for s in sections for e in s.grid.epochs]
+    epochs = [e for s in sections for e in s.grid.epochs] + [e for v in series.values()
+                                                             for e in figures.diagnostic_epochs(v)]
     pad = max(0.5, 0.03 * (max(epochs) - min(epochs)))
     xlim = (min(epochs) - pad, max(epochs) + pad)
     diag_ylims = figures.panel_ranges([series[s.slug] for s in sections if s.run.diagnostics])
@@ -144,7 +270,7 @@ def _draw_figures(sections: list[RunSection], folder: Path) -> None:
         vrange = figures.value_range([s.grid for s in same])
         ylim = figures.curve_range([s.grid for s in same]) if len(same) > 1 else None
         for s in same:
-            title = f"{s.run.name}: {s.label}"
+            title = f"{s.name}: {s.label}"
             s.figures["heatmap"] = f"fig/{s.slug}_heatmap.png"
             figures.heatmap(folder / s.figures["heatmap"], s.grid, title + "\nepoch × swap, lower is better",
                             s.overall, vrange)
@@ -158,6 +284,35 @@ def _draw_figures(sections: list[RunSection], folder: Path) -> None:
                 s.figures["diagnostics"] = f"fig/{s.slug}_diagnostics.png"
                 figures.diagnostics(folder / s.figures["diagnostics"], series[s.slug], s.overall, xlim,
                                     diag_ylims)
+
+
+class _Steps:
+    """Progress of a report build on stderr (a bar on a terminal; silent otherwise: reports of a few runs
+    take seconds, a sweep's can take minutes)."""
+
+    def __init__(self, total: int):
+        self.total, self.progress, self.task = total, None, None
+
+    def __enter__(self):
+        import sys
+
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.progress = Progress(console=Console(stderr=True), transient=True)
+            self.progress.__enter__()
+            self.task = self.progress.add_task("report", total=self.total)
+        return self
+
+    def __call__(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=f"report: {what}")
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+        return False
 
 
 def _check_target(target: Path) -> None:
@@ -217,7 +372,32 @@ def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) ->
         if overall is not None:
             section.command, section.command_note = blend_command(run, overall)
         sections.append(section)
+    for section, name in zip(sections, run_labels([s.run for s in sections])):
+        section.name = name
+    mark_best_of_all(sections)
     return sections
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Short names: the Hydra overrides whose values differ between the runs (the swept keys), else the
+    folder name. `train.r1_gamma=10 data=anime` vs `... data=disney` -> `data=anime`, `data=disney`."""
+    parsed = [dict(o.split("=", 1) if "=" in o else (o, "") for o in r.overrides) for r in runs]
+    keys = sorted({k for p in parsed for k in p})
+    swept = [k for k in keys if len({p.get(k) for p in parsed}) > 1] if len(runs) > 1 else []
+    labels = [", ".join(f"{k}={p[k]}" for k in swept if k in p) or r.name for r, p in zip(runs, parsed)]
+    if len(set(labels)) < len(labels):  # not told apart by overrides: fall back to the folder names
+        labels = [f"{label} ({r.name})" if labels.count(label) > 1 else label for label, r in zip(labels, runs)]
+    return labels
+
+
+def mark_best_of_all(sections: list[RunSection]) -> None:
+    """Among runs scored with the same metric, flag the one whose best blend is lowest."""
+    if len(sections) < 2:
+        return
+    for metric in {s.metric for s in sections}:
+        scored = [s for s in sections if s.metric == metric and s.overall is not None]
+        if len(scored) > 1:
+            min(scored, key=lambda s: s.overall.value).best_of_all = True
 
 
 def default_out_dir(run_dirs: list[Path], out_dir: Path | None) -> Path:
@@ -252,14 +432,21 @@ def write_report(sections: list[RunSection], target: Path) -> Path:
         kept = target / STYLIZED
         if kept.is_dir():
             shutil.copytree(kept, tmp / STYLIZED)
-        for section in sections:
-            _copy_images(section, tmp)
-            _copy_stylized(section, tmp, kept if kept.is_dir() else None)
-        _draw_figures(sections, tmp)
+        with _Steps(2 * len(sections) + 2) as step:
+            for section in sections:
+                step(f"{section.name}: images")
+                _copy_images(section, tmp)
+                _copy_stylized(section, tmp, kept if kept.is_dir() else None)
+                step(f"{section.name}: comparison sheets")
+                _make_sheets(section, tmp)
+            runs_sheet = _runs_sheet(sections, tmp) if len(sections) > 1 else None
+            step("figures")
+            _draw_figures(sections, tmp)
+            step("page")
         shown = {rel for s in sections for rel, _ in s.stylized}
         shared = [(f"{STYLIZED}/{p.name}", p.name) for p in (sorted(kept.glob("*.png")) if kept.is_dir() else [])
                   if f"{STYLIZED}/{p.name}" not in shown]
-        (tmp / "index.html").write_text(page.render(sections, shared), encoding="utf-8")
+        (tmp / "index.html").write_text(page.render(sections, shared, runs_sheet), encoding="utf-8")
         _replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

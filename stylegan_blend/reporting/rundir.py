@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from ..errors import UserError
 
 METRICS_COLUMNS = ("epoch", "kimg", "swap_res", "direction", "metric", "value", "n_gen", "n_ref", "extractor")
@@ -166,6 +164,8 @@ def find_samples(run_dir: Path) -> dict[tuple[int, str], Path]:
 def _read_config(run_dir: Path) -> tuple[str | None, dict[str, object], str, list[str]]:
     """blend.base (+ width/mapping) and the Hydra overrides. The report is still useful without them, so
     an unreadable config becomes a note on the page rather than an error."""
+    from omegaconf import OmegaConf  # only here: keeps omegaconf out of every CLI start
+
     config_path = run_dir / ".hydra" / "config.yaml"
     base, options, note, overrides = None, {}, "", []
     if config_path.is_file():
