@@ -110,7 +110,10 @@ def best_cell_text(run_dir: Path) -> str | None:
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:
     rows = []
-    for job in sorted((p for p in Path(sweep_dir).iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+    def is_job(p: Path) -> bool:  # a job refused before its record was written still has its outcome file
+        return p.is_dir() and any((p / f).exists() for f in (".hydra", JOB_FILE, "FAILED"))
+
+    for job in sorted((p for p in Path(sweep_dir).iterdir() if is_job(p)),
                       key=lambda p: (int(p.name.split("_")[0]) if p.name.split("_")[0].isdigit() else 1 << 30, p.name)):
         rec = {}
         if (job / JOB_FILE).is_file():
