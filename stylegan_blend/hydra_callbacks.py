@@ -204,7 +204,7 @@ class RunStart(Callback):
                     print(f"error: ckpt_path=last: no run of experiment {config.name!r} with checkpoints/last.ckpt "
                           f"under {root}; give paths.output_dir=RUN_DIR or start without ckpt_path", file=sys.stderr)
                     sys.exit(1)
-                print(f"ckpt_path=last: resuming the newest run of {config.name!r}: {run_dir}", file=sys.stderr)
+                print(f"ckpt_path=last: resuming the newest run of {config.name!r}: {run_dir.resolve()}", file=sys.stderr)
                 with read_write(config), open_dict(config):
                     config.paths.output_dir = str(run_dir)
                     config.hydra.run.dir = str(run_dir)
