@@ -11,7 +11,7 @@ from . import hydra_callbacks  # registers the job_name resolver
 from . import preflight as _preflight  # registers the swap_res resolver
 from .errors import UserError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")  # a symlink to ../conf in the checkout; shipped in the wheel
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
