@@ -219,3 +219,16 @@ class RunStart(Callback):
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
+
+
+class EvalStart(Callback):
+    """`stylegan-blend-eval`: a run_dir that is not a training run is refused before Hydra creates
+    `<run_dir>/.eval/...` (a mistyped path used to become a new folder)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.run_dir))
+        if not (run_dir / ".hydra" / "config.yaml").is_file():
+            what = "not found" if not run_dir.exists() else "has no .hydra/config.yaml"
+            print(f"error: run_dir={run_dir}: {what}; expected a run directory written by stylegan-blend-train",
+                  file=sys.stderr)
+            sys.exit(1)

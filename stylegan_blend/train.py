@@ -88,6 +88,7 @@ def train(cfg: DictConfig) -> Path:
     if not saved.exists():  # called without @hydra.main (tests, notebooks): keep the same record
         saved.parent.mkdir(parents=True, exist_ok=True)
         saved.write_text(OmegaConf.to_yaml(plain))
+    tracking.write_training_options(run_dir, plain)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
