@@ -55,7 +55,7 @@ def swept_keys(task_overrides: list[str], sweeper_params: dict | None) -> list[s
     return keys + [k for k in (sweeper_params or {}) if k not in keys]
 
 
-def job_name(num, sweep_dir, task_overrides, sweeper_params=None) -> str:
+def job_name(num, sweep_dir, task_overrides, sweeper_params=None, limit: int = 120) -> str:
     """`<num>_<key>-<value>_...` from the swept keys only: short keys and values, unique by the job number."""
     path = Path(str(sweep_dir)) / SWEPT_FILE
     if path.is_file():
@@ -69,7 +69,8 @@ def job_name(num, sweep_dir, task_overrides, sweeper_params=None) -> str:
     for (k, v), tail in zip(items, tails):
         label = tail if tails.count(tail) == 1 else k.replace("/", ".")
         parts.append(f"{label}-{_short_value(v)}")
-    return f"{num}_" + "_".join(parts) if parts else str(num)
+    name = f"{num}_" + "_".join(parts) if parts else str(num)
+    return name if len(name) <= limit else name[:limit].rstrip("_-") + "~"  # the number keeps it unique
 
 
 OmegaConf.register_new_resolver("job_name", job_name, replace=True)

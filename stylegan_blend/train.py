@@ -112,9 +112,13 @@ def train(cfg: DictConfig) -> Path:
         trainer.fit(module, datamodule=dm, ckpt_path=_resume_path(cfg, run_dir))
     except BaseException as e:
         if cfg.logger.kind == "wandb":
-            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else (
-                130 if isinstance(e, KeyboardInterrupt) else 1)
-            tracking.finish(code, f"error: {e}")
+            if isinstance(e, SystemExit):
+                code = e.code if isinstance(e.code, int) else 1
+                line = f"error: exited with code {code}"
+            else:
+                code = 130 if isinstance(e, KeyboardInterrupt) else 1
+                line = f"error: {e}" if str(e) else f"error: {type(e).__name__}"
+            tracking.finish(code, line.splitlines()[0])
         raise
     if cfg.logger.kind == "wandb":
         tracking.finish(0)
