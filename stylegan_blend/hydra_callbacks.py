@@ -55,7 +55,7 @@ def swept_keys(task_overrides: list[str], sweeper_params: dict | None) -> list[s
     return keys + [k for k in (sweeper_params or {}) if k not in keys]
 
 
-def job_name(num, sweep_dir, task_overrides, sweeper_params=None) -> str:
+def job_name(num, sweep_dir, task_overrides, sweeper_params=None, limit: int = 120) -> str:
     """`<num>_<key>-<value>_...` from the swept keys only: short keys and values, unique by the job number."""
     path = Path(str(sweep_dir)) / SWEPT_FILE
     if path.is_file():
@@ -69,7 +69,8 @@ def job_name(num, sweep_dir, task_overrides, sweeper_params=None) -> str:
     for (k, v), tail in zip(items, tails):
         label = tail if tails.count(tail) == 1 else k.replace("/", ".")
         parts.append(f"{label}-{_short_value(v)}")
-    return f"{num}_" + "_".join(parts) if parts else str(num)
+    name = f"{num}_" + "_".join(parts) if parts else str(num)
+    return name if len(name) <= limit else name[:limit].rstrip("_-") + "~"  # the number keeps it unique
 
 
 OmegaConf.register_new_resolver("job_name", job_name, replace=True)
@@ -202,7 +203,7 @@ class RunStart(Callback):
                     print(f"error: ckpt_path=last: no run of experiment {config.name!r} with checkpoints/last.ckpt "
                           f"under {root}; give paths.output_dir=RUN_DIR or start without ckpt_path", file=sys.stderr)
                     sys.exit(1)
-                print(f"ckpt_path=last: resuming the newest run of {config.name!r}: {run_dir}", file=sys.stderr)
+                print(f"ckpt_path=last: resuming the newest run of {config.name!r}: {run_dir.resolve()}", file=sys.stderr)
                 with read_write(config), open_dict(config):
                     config.paths.output_dir = str(run_dir)
                     config.hydra.run.dir = str(run_dir)
@@ -216,4 +217,17 @@ class RunStart(Callback):
             preflight(task, Path(str(config.hydra.run.dir)))
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+
+
+class EvalStart(Callback):
+    """`stylegan-blend-eval`: a run_dir that is not a training run is refused before Hydra creates
+    `<run_dir>/.eval/...` (a mistyped path used to become a new folder)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(str(config.run_dir))
+        if not (run_dir / ".hydra" / "config.yaml").is_file():
+            what = "not found" if not run_dir.exists() else "has no .hydra/config.yaml"
+            print(f"error: run_dir={run_dir}: {what}; expected a run directory written by stylegan-blend-train",
+                  file=sys.stderr)
             sys.exit(1)

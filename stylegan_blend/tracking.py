@@ -15,6 +15,55 @@ from typing import Callable
 RUN_ID_FILE = "wandb_run_id"
 
 
+def append_stats(run_dir: Path, row: dict) -> None:
+    """One JSON line per epoch in stats.jsonl (NaN as null, so every line is valid JSON)."""
+    import json
+    import math
+    import time
+
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+    with open(Path(run_dir) / "stats.jsonl", "a") as f:
+        f.write(json.dumps({"timestamp": round(time.time(), 3), **clean}) + "\n")
+
+
+def _git(*args: str) -> str | None:
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                           timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def write_training_options(run_dir: Path, config: dict) -> Path:
+    """training_options.json: the resolved config, versions, git commit and command of the first launch
+    (a resume keeps it; atomic write)."""
+    import json
+    import platform
+    import sys
+    from datetime import datetime, timezone
+
+    path = Path(run_dir) / "training_options.json"
+    if path.is_file():
+        return path
+    import pytorch_lightning
+    import torch
+
+    from . import __version__
+
+    status = _git("status", "--porcelain")
+    record = {"config": config, "command": sys.argv, "created": datetime.now(timezone.utc).isoformat(),
+              "versions": {"stylegan_blend": __version__, "python": platform.python_version(),
+                           "torch": torch.__version__, "pytorch_lightning": pytorch_lightning.__version__},
+              "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
 def wandb_mode(configured: str | None) -> str:
     return os.environ.get("WANDB_MODE") or configured or "offline"
 

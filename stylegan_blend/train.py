@@ -11,7 +11,7 @@ from . import hydra_callbacks  # registers the job_name resolver
 from . import preflight as _preflight  # registers the swap_res resolver
 from .errors import Terminated, UserError, failure_line, report_failure
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")  # a symlink to ../conf in the checkout; shipped in the wheel
 
 
 def slurm_or(under_slurm, otherwise):
@@ -135,6 +135,7 @@ def train(cfg: DictConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     _save_config(cfg, run_dir)
+    tracking.write_training_options(run_dir, plain)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
@@ -166,9 +167,13 @@ def train(cfg: DictConfig) -> Path:
                              f"resume with ckpt_path=last") from None
     except BaseException as e:
         if cfg.logger.kind == "wandb":
-            code = e.code if isinstance(e, SystemExit) and isinstance(e.code, int) else (
-                130 if isinstance(e, KeyboardInterrupt) else getattr(e, "exit_code", 1))
-            tracking.finish(code, f"error: {e}")
+            if isinstance(e, SystemExit):
+                code = e.code if isinstance(e.code, int) else 1
+                line = f"error: exited with code {code}"
+            else:
+                code = 130 if isinstance(e, KeyboardInterrupt) else getattr(e, "exit_code", 1)
+                line = f"error: {e}" if str(e) else f"error: {type(e).__name__}"
+            tracking.finish(code, line.splitlines()[0])
         raise
     if cfg.logger.kind == "wandb":
         tracking.finish(0)

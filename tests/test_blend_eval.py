@@ -290,4 +290,9 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
     from stylegan_blend.train import best_blend_value
 
     values = [best_blend_value(p.parent) for p in runs]
+    import re  # Seen 3: trials all read `...hparams_search=best_~hash`; now each names its sampled values
+
+    for p in runs:
+        assert re.fullmatch(r"\d+_augment-(ada|diffaug)_g_lr-[0-9.e-]+_r1_gamma-[0-9.e-]+_freeze_d-[024]",
+                            p.parent.name), p.parent.name
     assert result["best_value"] == pytest.approx(min(values))

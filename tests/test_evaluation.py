@@ -397,7 +397,8 @@ def test_evaluate_command_prints_table_and_appends_csv(tmp_path, network_file, c
 
 
 @pytest.mark.parametrize("extra, message", [
-    ([], INCEPTION_FILE),
+    (["--extractor", "inception"], INCEPTION_FILE),
+    (["--inception-path", "/nonexistent/inception.pt"], "/nonexistent/inception.pt not found"),
     (["--extractor", "randcnn", "--metrics", "fid,lpips"], "metric 'lpips'"),
     (["--extractor", "randcnn", "--data", "/nonexistent/dir"], "/nonexistent/dir not found"),
 ])
@@ -410,3 +411,16 @@ def test_evaluate_command_errors_are_one_line(tmp_path, network_file, monkeypatc
                "--cache-dir", str(tmp_path / "cache")] + extra)
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_evaluate_default_is_the_training_proxy_without_inception_weights(tmp_path, network_file, monkeypatch,
+                                                                          capsys):
+    """Seen 8: `evaluate` defaulted to Inception (failing offline) while training scores with the proxy."""
+    monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    monkeypatch.setattr(extractors_mod, "CLEANFID_DIR", tmp_path / "no-weights")
+    data = tmp_path / "data"
+    write_pngs(data, flat_blobs(4, 0))
+    rc = main(["evaluate", "--network", str(network_file), "--data", str(data), "--num-gen", "4",
+               "--cache-dir", str(tmp_path / "cache")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "randcnn proxy" in out and "kd_randcnn" in out

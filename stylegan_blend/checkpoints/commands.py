@@ -15,12 +15,15 @@ from .network import atomic_write
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("convert", help="any supported checkpoint -> stylegan-blend network file",
+    p = subparsers.add_parser("convert", help="any supported checkpoint -> stylegan-blend, NVIDIA or rosinality file",
                               description="Convert a checkpoint (native, Lightning .ckpt, NVIDIA .pkl, rosinality "
-                                          ".pt; detected from content) into a stylegan-blend network file, keeping "
-                                          "G, D and G_ema.")
+                                          ".pt; detected from content) into a stylegan-blend network file (default), "
+                                          "an NVIDIA stylegan2-ada-pytorch .pkl (loads with its legacy.load_network_pkl "
+                                          "inside NVIDIA's checkout) or a rosinality .pt, keeping G, D and G_ema.")
     p.add_argument("src", type=Path, help="checkpoint to read")
-    p.add_argument("dst", type=Path, help="network file to write (.pt)")
+    p.add_argument("dst", type=Path, help="file to write")
+    p.add_argument("--to", choices=("native", "nvidia-pkl", "rosinality"), default="native",
+                   help="output format (default native)")
     p.set_defaults(func=convert_command)
 
     p = subparsers.add_parser("inspect", help="show a checkpoint's format, architecture and sizes")
@@ -43,10 +46,16 @@ def register(subparsers) -> None:
 
 def convert_command(args) -> int:
     net = load_network(args.src)
-    meta = dict(net.meta, source=str(args.src), source_format=net.format)
-    save_network(args.dst, net.G_ema, G=net.G, D=net.D, meta=meta)
     kept = ", ".join(k for k in ("G_ema", "G", "D") if getattr(net, k) is not None)
-    print(f"{args.src} ({net.format}) -> {args.dst}: {kept}")
+    if getattr(args, "to", "native") == "native":
+        meta = dict(net.meta, source=str(args.src), source_format=net.format)
+        save_network(args.dst, net.G_ema, G=net.G, D=net.D, meta=meta)
+        print(f"{args.src} ({net.format}) -> {args.dst}: {kept}")
+        return 0
+    from .export import export
+
+    notes = export(net, args.to, args.dst)
+    print(f"{args.src} ({net.format}) -> {args.dst} ({args.to}): {kept}" + "".join(f"; {n}" for n in notes))
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import functools
 import io
 import pickle
 import re
@@ -45,6 +46,36 @@ def _record_persistent_obj(meta) -> PersistentRecord:
     return PersistentRecord(str(meta.get("class_name")), meta["state"])
 
 
+class _StubModule:
+    """What `importlib.import_module("training.networks")` gives in a file we exported (export.py)."""
+
+
+class _StubClass:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, **init_kwargs) -> PersistentRecord:
+        return PersistentRecord(self.name, {"_init_kwargs": init_kwargs})
+
+
+def _stub_import(name: str):
+    if name != "training.networks":
+        raise UserError(f"refused to import {name!r} while unpickling: only NVIDIA's training.networks is known")
+    return _StubModule()
+
+
+def _stub_getattr(obj, name: str):
+    if not isinstance(obj, _StubModule) or name not in ("Generator", "Discriminator"):
+        raise UserError(f"refused getattr(..., {name!r}) while unpickling: only NVIDIA's network classes are known")
+    return _StubClass(name)
+
+
+def _stub_load_state_dict(record, state_dict) -> None:
+    if not isinstance(record, PersistentRecord) or not isinstance(state_dict, dict):
+        raise UserError("load_state_dict in the pickle is not applied to an NVIDIA network")
+    record.state["_state_dict"] = state_dict
+
+
 def _load_storage_from_bytes(data: bytes):
     """Tensor storages are nested torch.save blobs; read them with the weights-only unpickler too."""
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
@@ -67,6 +98,11 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _record_persistent_obj,
     ("dnnlib", "EasyDict"): EasyDict,
     ("dnnlib.util", "EasyDict"): EasyDict,
+    # files written by export.write_nvidia_pkl: NVIDIA's class called with its init_kwargs + a state dict
+    ("importlib", "import_module"): _stub_import,
+    ("builtins", "getattr"): _stub_getattr,
+    ("functools", "partial"): functools.partial,
+    ("torch.nn.modules.module", "Module.load_state_dict"): _stub_load_state_dict,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
@@ -110,6 +146,8 @@ def record_state_dict(record: PersistentRecord, source, prefix: str = "") -> dic
     Frozen D layers are stored by NVIDIA as buffers, not parameters: same keys, so they land in the same place.
     """
     state, out = record.state, {}
+    if "_state_dict" in state:  # exported by us: already a flat NVIDIA-keyed state dict
+        return {prefix + k: v.detach() for k, v in state["_state_dict"].items()}
     skip = set(state.get("_non_persistent_buffers_set") or ())
     for group in ("_parameters", "_buffers"):
         for name, tensor in (state.get(group) or {}).items():

@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--network", required=True, metavar="PATH", help="native .pt, Lightning .ckpt, NVIDIA .pkl or rosinality .pt")
     p.add_argument("--data", required=True, metavar="DIR", help="prepared target-domain image folder")
     p.add_argument("--metrics", default="fid,kid", help="comma list of fid, kid (default both)")
-    p.add_argument("--extractor", default="inception", choices=EXTRACTORS, help="feature space (default inception)")
+    p.add_argument("--extractor", default="auto", choices=("auto",) + tuple(EXTRACTORS),
+                   help="feature space; auto (default) = inception when its weights file is found "
+                        "(--inception-path, $STYLEGAN_BLEND_INCEPTION or clean-fid's folder), else the randcnn proxy "
+                        "as in training")
     p.add_argument("--num-gen", type=int, default=1000, metavar="N", help="generated images (default 1000)")
     p.add_argument("--seeds-start", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (default 1.0)")
@@ -49,6 +52,23 @@ def parse_metric_kinds(text: str) -> list[int]:
     return kinds
 
 
+def _extractor_name(args) -> str:
+    """`auto`: Inception when its weights are there (a given --inception-path must exist), else the proxy."""
+    if args.extractor != "auto":
+        return args.extractor
+    from .extractors import find_inception
+
+    if args.inception_path:
+        return "inception"
+    try:
+        find_inception(None)
+        return "inception"
+    except UserError:
+        print("no Inception weights found: scoring with the randcnn proxy (as training does); "
+              "--inception-path FILE for real FID/KID")
+        return "randcnn"
+
+
 def evaluate_command(args) -> int:
     from ..checkpoints import load_network
 
@@ -57,7 +77,7 @@ def evaluate_command(args) -> int:
     kinds = parse_metric_kinds(args.metrics)
     if args.num_gen < 2:
         raise UserError(f"--num-gen {args.num_gen}: expected at least 2")
-    extractor = make_extractor(args.extractor, device=args.device, inception_path=args.inception_path)
+    extractor = make_extractor(_extractor_name(args), device=args.device, inception_path=args.inception_path)
     net = load_network(args.network, device=args.device)
     G = net.G_ema
     res = G.img_resolution

@@ -80,6 +80,9 @@ class EpochDiagnostics:
                 w.writerow(DIAG_COLUMNS)
             for k, v in row.items():
                 w.writerow([epoch, f"{kimg:.3f}", k, f"{v:.6g}"])
+        from ..tracking import append_stats
+
+        append_stats(run_dir, dict(epoch=epoch, kimg=round(float(kimg), 6), **row))
         grid_path = self.save_grid(run_dir / "samples" / f"epoch={epoch:04d}.png", module)
         log_image = getattr(module.logger, "log_image", None)
         if callable(log_image):
