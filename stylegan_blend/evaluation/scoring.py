@@ -1,6 +1,8 @@
 """Score a generator: fixed-seed samples -> features -> Fréchet and kernel distances to reference features."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..errors import UserError
@@ -13,6 +15,10 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
     """{fid, kid} (or {fd_<x>, kd_<x>} for a proxy extractor). KID comes with FID because with a few hundred
     reals FID is strongly biased upwards while KID is unbiased."""
     fd_name, kd_name = extractor.metric_names
+    if len(ref_features) < min(len(gen_features), 50):
+        print(f"warning: {prefix}{fd_name}/{kd_name} from only {len(ref_features)} reference images against "
+              f"{len(gen_features)} generated: noisy and biased, compare such scores only with each other",
+              file=sys.stderr)
     mu_g, sigma_g = feature_stats(gen_features)
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)
