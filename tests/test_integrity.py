@@ -344,3 +344,36 @@ def test_train_and_eval_entry_points_print_one_line(tmp_path, dataset, one_epoch
     r = subprocess.run([sys.executable, "-m", "stylegan_blend.evaluate_run", f"run_dir={one_epoch_run}",
                         "device=cuda:5"], capture_output=True, text=True, timeout=120, env=env)
     _one_error(r.returncode, r.stderr, "cuda:5")
+
+
+# --------------------------------------------------------------------------------------------- files
+
+def test_metrics_csv_and_feature_cache_respect_the_umask(tmp_path, net16, dataset):  # noqa: F811
+    from stylegan_blend.evaluation import append_metrics_rows, make_extractor, reference_features
+
+    old = os.umask(0o027)
+    try:
+        append_metrics_rows(tmp_path / "metrics.csv", [dict(epoch=1, swap_res="none", metric="fd_x", value=1)])
+        reference_features(make_extractor("randcnn"), dataset, 16, cache_dir=tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o640
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert cache.stat().st_mode & 0o777 == 0o640
+
+
+def test_full_disk_while_exporting_a_network_leaves_no_temp(tmp_path, net16, monkeypatch):
+    from stylegan_blend.checkpoints import load_network, save_network
+
+    net = load_network(net16)
+    target = save_network(tmp_path / "networks" / "epoch=0001.pt", net.G_ema)
+    before = target.read_bytes()
+
+    def full_disk(obj, f, *a, **kw):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(UserError, match="No space left on device"):
+        save_network(target, net.G_ema)
+    assert target.read_bytes() == before and sorted(p.name for p in target.parent.iterdir()) == [target.name]
