@@ -165,4 +165,4 @@ def resumable_csv_logger(run_dir: Path):
                 self._experiment = _Writer(log_dir=self.log_dir)
             return self._experiment
 
-    return _Logger(save_dir=str(run_dir), name="csv", version="")
+    return _Logger(save_dir=str(run_dir), name="csv", version="", flush_logs_every_n_steps=1)

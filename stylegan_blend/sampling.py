@@ -8,6 +8,7 @@ import torch
 
 from .errors import UserError
 
+MAX_SEEDS = 100_000  # one PNG each; more is a typo (0-4294967295 would be a 4.3-billion-item list)
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
@@ -16,6 +17,7 @@ def parse_seeds(text: str) -> list[int]:
     if not isinstance(text, str) or not text.strip():
         raise UserError(f"seeds {text!r}: expected a list like '0-3,7'")
     seeds: list[int] = []
+    total = 0
     for part in text.split(","):
         m = _RANGE.match(part)
         if not m:
@@ -26,6 +28,9 @@ def parse_seeds(text: str) -> list[int]:
             raise UserError(f"seeds {text!r}: range {lo}-{hi} is descending; expected A <= B")
         if hi >= 2 ** 32:
             raise UserError(f"seeds {text!r}: seed {hi} is too large; expected < 2**32")
+        total += hi - lo + 1
+        if total > MAX_SEEDS:
+            raise UserError(f"seeds {text!r}: {total} seeds; expected at most {MAX_SEEDS} per call")
         seeds.extend(range(lo, hi + 1))
     return seeds
 

@@ -123,7 +123,7 @@ def train(cfg: DictConfig) -> Path:
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
     from .runfolder import RunFolder, claim_run_folder
-    from .training.module import StyleGAN2Module
+    from .training.module import StyleGAN2Module, TrainingDiverged
     from .training.precision import check_precision
 
     check_precision(cfg.trainer.precision)
@@ -134,14 +134,14 @@ def train(cfg: DictConfig) -> Path:
                            ckpt_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    _save_config(cfg, run_dir)
-    tracking.write_training_options(run_dir, plain)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = StyleGANDataModule(path=cfg.data.path, resolution=cfg.data.resolution, batch_size=cfg.data.batch_size,
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
     if ckpt_path is not None:
         check_resume_checkpoint(ckpt_path, module)
+    _save_config(cfg, run_dir)  # only once the run is accepted: a refused start leaves the folder's record as it was
+    tracking.write_training_options(run_dir, plain)
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
         RunFolder(run_dir),
@@ -161,6 +161,10 @@ def train(cfg: DictConfig) -> Path:
     try:
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            if module.nonfinite_phases:  # the run ended in a bad epoch: its result is not a trained network
+                last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none saved yet"
+                raise TrainingDiverged(f"the final epoch {module.epochs_done} had non-finite losses in "
+                                       f"{', '.join(sorted(module.nonfinite_phases))}; last good checkpoint: {last}")
         except SIGTERMException:
             last = getattr(trainer.checkpoint_callback, "last_model_path", "") or "no checkpoint"
             raise Terminated(f"SIGTERM: stopped after epoch {module.epochs_done} (saved: {last}); "

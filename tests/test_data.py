@@ -373,16 +373,13 @@ def test_datamodule_errors(prepared, tmp_path):
         StyleGANDataModule(prepared, resolution=RES, batch_size=4)
 
 
-def test_datamodule_folder_without_manifest_is_all_train(tmp_path):
+def test_datamodule_refuses_a_folder_without_manifest(tmp_path):
+    # what an interrupted prepare leaves (images, manifest not yet written): refused, not trained on
     for i in range(3):
         _write(tmp_path / f"plain/{i}.png", _png(Image.new("RGBA", (RES, RES), (i, 0, 0, 255))))
-    with pytest.warns(UserWarning, match="none is held out"):
-        dm = StyleGANDataModule(tmp_path / "plain", resolution=RES, batch_size=8)
-    assert (dm.num_train, dm.num_val) == (3, 0)
-    with pytest.warns(UserWarning, match="only 3 train images"):
-        batches = list(dm.train_dataloader())
-    assert [b.shape[0] for b in batches] == [3]
-    assert dm.val_images().shape == (0, RES, RES, 3)
+    with pytest.raises(UserError, match="no manifest.json") as exc:
+        StyleGANDataModule(tmp_path / "plain", resolution=RES, batch_size=8)
+    assert "\n" not in str(exc.value)
 
 
 def test_datamodule_drives_a_lightning_fit(prepared):

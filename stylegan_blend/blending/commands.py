@@ -1,6 +1,7 @@
 """`stylegan-blend blend`: write a layer-swapped generator as a native network file."""
 from __future__ import annotations
 
+from ..errors import device_arg
 from .swap import MAPPING_CHOICES, blend_generators, check_mapping, check_width
 
 
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--mapping", default="low", choices=MAPPING_CHOICES,
                    help="which model's mapping network and w_avg to keep (default low)")
     p.add_argument("--out", required=True, metavar="PATH", help="native network file to write (.pt)")
-    p.add_argument("--device", default="cpu", help="device to blend on (default cpu)")
+    p.add_argument("--device", default="cpu", type=device_arg, help="device to blend on (default cpu)")
     p.set_defaults(func=blend_command)
 
 

@@ -87,6 +87,14 @@ class EpochCheckpoint(ModelCheckpoint):
                          enable_version_counter=False, **kwargs)
         self.every = int(every_n_epochs)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if bad_state(pl_module) is None:  # Lightning saves a missing last.ckpt here: never a non-finite state
+            super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        if bad_state(pl_module) is None:
+            super().on_exception(trainer, pl_module, exception)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module) -> None:
         if skip_bad_epoch(trainer, pl_module):
             return

@@ -87,11 +87,9 @@ def inspect_command(args) -> int:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    return torch.device(name)
+    from ..errors import check_device
+
+    return torch.device(check_device(name))
 
 
 def _prepare_outdir(outdir: Path) -> None:

@@ -105,20 +105,13 @@ class StyleGANDataModule(pl.LightningDataModule):
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such dataset folder; expected {expected}")
         manifest = read_manifest(self.path)
-        if manifest is None:
-            train = sorted(p for p in self.path.rglob("*")
-                           if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-            if not train:
-                raise UserError(f"{self.path}: no images and no {MANIFEST_NAME}; expected {expected}")
-            warnings.warn(f"{self.path} has no {MANIFEST_NAME}: all {len(train)} images are used for training "
-                          f"and none is held out for validation (make one with `stylegan-blend prepare images`)",
-                          stacklevel=3)
-            val = []
-        else:
-            train = [self.path / f for f in sorted(manifest.files("train"))]
-            val = [self.path / f for f in sorted(manifest.files("val"))]
-            if not train:
-                raise UserError(f"{self.path}: the manifest lists no train images; expected at least one")
+        if manifest is None:  # also what an interrupted prepare leaves: images, no manifest (written last)
+            raise UserError(f"{self.path}: no {MANIFEST_NAME}; expected {expected} (an interrupted prepare leaves "
+                            f"none: run it again)")
+        train = [self.path / f for f in sorted(manifest.files("train"))]
+        val = [self.path / f for f in sorted(manifest.files("val"))]
+        if not train:
+            raise UserError(f"{self.path}: the manifest lists no train images; expected at least one")
         for f in train + val:
             self._check_image(f)
         return train, val

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -57,10 +58,15 @@ class Manifest:
         return [e.file for e in self.entries if e.split == split]
 
 
+MAX_RESOLUTION = 4096  # NVIDIA's largest published models are 1024 px; one 65536 px image alone is 12 GiB
+
+
 def check_resolution(resolution: int) -> int:
     """StyleGAN synthesises 4, 8, ..., R pixels: anything else cannot be trained on."""
-    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
-        raise UserError(f"resolution {resolution!r}: expected a power of two >= 4 (e.g. 32, 256)")
+    if (not isinstance(resolution, int) or resolution < 4 or resolution > MAX_RESOLUTION
+            or resolution & (resolution - 1)):
+        raise UserError(f"resolution {resolution!r}: expected a power of two from 4 to {MAX_RESOLUTION} "
+                        f"(e.g. 32, 256)")
     return resolution
 
 
@@ -68,6 +74,27 @@ def check_val_fraction(val_fraction: float) -> float:
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"val fraction {val_fraction!r}: expected a number in [0, 1)")
     return float(val_fraction)
+
+
+def walk_files(src: Path, skip_under: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Every file under `src` (symlinked folders followed, each real folder once), sorted; plus the
+    folders that could not be listed, so they are reported instead of silently missing."""
+    files, unreadable, seen = [], [], set()
+    skip = skip_under.resolve() if skip_under is not None else None
+
+    def onerror(exc: OSError) -> None:
+        unreadable.append(f"{Path(exc.filename).relative_to(src) if exc.filename else src} "
+                          f"({exc.strerror or exc})")
+
+    for folder, dirs, names in os.walk(src, onerror=onerror, followlinks=True):
+        real = Path(folder).resolve()
+        if real in seen or (skip is not None and (real == skip or skip in real.parents)):
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        files += [Path(folder) / n for n in names if not n.startswith(".")]
+    return sorted(p for p in files if p.is_file()), unreadable
 
 
 def split_for(sha256: str, val_fraction: float, seed: int) -> str:
@@ -233,10 +260,16 @@ def finish(folder: Path, report: PrepareReport, settings: dict, entries: list[En
            val_fraction: float, seed: int, previous: Manifest | None, what: str) -> PrepareReport:
     """Common tail of every producer: refuse an empty result, split, write the manifest, count."""
     if not entries:
-        raise UserError(f"{settings.get('source', folder)}: no usable {what} found "
-                        f"({len(report.unreadable)} unreadable, {len(report.ignored)} with other extensions); "
+        why = [f"{len(report.unreadable)} unreadable", f"{len(report.ignored)} with other extensions"]
+        why += [n for n in report.notes if n.startswith("dropped")]
+        raise UserError(f"{settings.get('source', folder)}: no usable {what} found ({'; '.join(why)}); "
                         f"nothing written to {folder}")
     entries = [dataclasses.replace(e, split=split_for(e.sha256, val_fraction, seed)) for e in entries]
+    n_val = sum(e.split == "val" for e in entries)
+    if n_val == len(entries) or (val_fraction > 0 and n_val == 0):
+        print(f"warning: --val-fraction {val_fraction} leaves {len(entries) - n_val} train and {n_val} val images "
+              f"of {len(entries)}; training needs train images and the diagnostics need val images",
+              file=sys.stderr)
     manifest = Manifest(settings=settings, val_fraction=val_fraction, seed=seed, entries=tuple(entries))
     report.removed = write_dataset(folder, manifest, previous)
     report.num_val = sum(e.split == "val" for e in entries)

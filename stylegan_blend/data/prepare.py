@@ -14,19 +14,15 @@ from rich.progress import track
 from ..errors import UserError
 from .folder import (DECODE_ERRORS, IMAGE_EXTENSIONS, Entry, PrepareReport, check_resolution,
                      check_val_fraction, decode_image, finish, read_manifest, remove_stale_temps,
-                     reusable_entries, save_png, sha256_bytes, square_resize, to_rgb)
+                     reusable_entries, save_png, sha256_bytes, square_resize, to_rgb, walk_files)
 
 
-def source_files(src: Path, dst: Path) -> list[Path]:
-    """Every file under SRC in a stable order, minus DST itself when DST sits inside SRC."""
-    dst = dst.resolve()
-    files = []
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
-        if path.name.startswith("."):
-            continue  # .DS_Store, our own temp files, editor swap files
-        if dst == path.resolve().parent or dst in path.resolve().parents:
-            continue
-        files.append(path)
+def source_files(src: Path, dst: Path, report: PrepareReport | None = None) -> list[Path]:
+    """Every file under SRC in a stable order (symlinked folders followed), minus DST when it sits inside SRC.
+    Folders that cannot be listed are added to `report.unreadable` rather than skipped silently."""
+    files, bad_folders = walk_files(src, skip_under=dst)
+    if report is not None:
+        report.unreadable += [(f"folder {f.split(' (')[0]}", f.split(' (', 1)[-1].rstrip(')')) for f in bad_folders]
     return files
 
 
@@ -36,6 +32,9 @@ def check_folders(src, dst) -> tuple[Path, Path]:
         raise UserError(f"{src}: no such folder; expected a folder of source files")
     if dst.exists() and not dst.is_dir():
         raise UserError(f"{dst}: is a file; expected an output folder")
+    if dst.resolve() == src.resolve():
+        raise UserError(f"DST {dst} is the source folder itself; expected a separate output folder "
+                        f"(e.g. {dst.name}_prepared)")
     dst.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dst)
     return src, dst
@@ -60,13 +59,17 @@ def prepare_images(src, dst, resolution: int = 256, crop: str = "center", val_fr
     report = PrepareReport(folder=dst, resolution=resolution)
     entries: list[Entry] = []
     first_seen: dict[str, str] = {}
-    for path in track(source_files(src, dst), description="images", disable=not progress, transient=True,
+    for path in track(source_files(src, dst, report), description="images", disable=not progress, transient=True,
                       console=Console(stderr=True)):
         rel = path.relative_to(src).as_posix()
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             report.ignored.append(rel)
             continue
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # mode 000, vanished, I/O error: counted like a corrupt file
+            report.unreadable.append((rel, exc.strerror or type(exc).__name__))
+            continue
         sha = sha256_bytes(data)
         if sha in first_seen:
             report.duplicates.append((rel, first_seen[sha]))

@@ -153,13 +153,15 @@ def prepare_video(src, dst, resolution: int = 256, frames_per_clip: int | None =
         raise UserError(f"crop {crop!r}: expected center or none")
     src, dst = check_folders(src, dst)
     cropper = FaceCropper() if face_crop else None
-    root, clips = (src.parent, [src]) if src.is_file() else (src, source_files(src, dst))
+    root, clips = (src.parent, [src]) if src.is_file() else (src, [])
     settings = {"kind": "video", "source": str(src.resolve()), "resolution": resolution, "crop": crop,
                 "frames_per_clip": frames_per_clip, "every": every, "face_crop": face_crop,
                 "dedup_threshold": dedup_threshold}
     previous = read_manifest(dst)
     reusable = reusable_entries(dst, previous, settings)
     report = PrepareReport(folder=dst, resolution=resolution)
+    if not src.is_file():
+        clips = source_files(src, dst, report)
     entries: list[Entry] = []
     first_seen: dict[str, str] = {}
     dropped_similar = dropped_faceless = 0
@@ -169,7 +171,11 @@ def prepare_video(src, dst, resolution: int = 256, frames_per_clip: int | None =
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
             report.ignored.append(rel)
             continue
-        sha = sha256_file(path)
+        try:
+            sha = sha256_file(path)
+        except OSError as exc:
+            report.unreadable.append((rel, exc.strerror or type(exc).__name__))
+            continue
         if sha in first_seen:
             report.duplicates.append((rel, first_seen[sha]))
             continue

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import UserError
+from ..errors import UserError, device_arg
 from .extractors import EXTRACTORS, make_extractor
 from .metrics_csv import append_metrics_rows
 from .reference import SPLITS, reference_features
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="reference-feature cache "
                    "(default $STYLEGAN_BLEND_CACHE or ~/.cache/stylegan_blend/ref_stats)")
     p.add_argument("--csv", default=None, metavar="FILE", help="append long-format rows to this metrics CSV")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg, help="cpu, cuda, cuda:N or auto (default cpu)")
     p.set_defaults(func=evaluate_command)
 
 
@@ -77,6 +77,12 @@ def evaluate_command(args) -> int:
     kinds = parse_metric_kinds(args.metrics)
     if args.num_gen < 2:
         raise UserError(f"--num-gen {args.num_gen}: expected at least 2")
+    if args.max_ref is not None and args.max_ref < 2:
+        raise UserError(f"--max-ref {args.max_ref}: expected at least 2 reference images")
+    if args.csv:
+        from .metrics_csv import read_metrics_rows
+
+        read_metrics_rows(args.csv)  # a wrong or binary --csv fails now, not after the scoring
     extractor = make_extractor(_extractor_name(args), device=args.device, inception_path=args.inception_path)
     net = load_network(args.network, device=args.device)
     G = net.G_ema

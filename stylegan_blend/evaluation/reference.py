@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,8 @@ def reference_features(extractor: FeatureExtractor, data_dir, resolution: int, c
     if split not in SPLITS:
         raise UserError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     data_dir = Path(data_dir)
+    if max_items is not None and max_items < 2:
+        raise UserError(f"max reference images {max_items}: expected at least 2 (FD/KD need two or more images)")
     files = list_images(data_dir, split)
     if max_items is not None:
         files = files[:max_items]
@@ -114,14 +115,8 @@ def reference_features(extractor: FeatureExtractor, data_dir, resolution: int, c
 
 
 def _save_atomic(path: Path, feats: np.ndarray, key_src: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ..checkpoints.network import atomic_write  # temp + rename with the umask's permissions
+
     buf = io.BytesIO()
     np.savez(buf, features=feats, key=json.dumps(key_src, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -1,6 +1,7 @@
 """Score a generator: fixed-seed samples -> features -> Fréchet and kernel distances to reference features."""
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -22,6 +23,10 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
         warnings.warn(f"{prefix}{fd_name}: {n} samples < {dim} feature dimensions, the covariance is singular and "
                       f"the Fréchet distance is biased upwards; compare it only at equal N, or use "
                       f"{prefix}{kd_name}", stacklevel=2)
+    if len(ref_features) < min(len(gen_features), 50):
+        print(f"warning: {prefix}{fd_name}/{kd_name} from only {len(ref_features)} reference images against "
+              f"{len(gen_features)} generated: noisy and biased, compare such scores only with each other",
+              file=sys.stderr)
     mu_g, sigma_g = feature_stats(gen_features)
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)

@@ -46,11 +46,9 @@ def register(subparsers) -> None:
 
 
 def resolve_device(choice: str) -> str:
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return choice
+    from ..errors import check_device
+
+    return check_device(choice)
 
 
 def parse_swap_res(text: str | None) -> list[int | None]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -72,14 +73,17 @@ class EpochDiagnostics:
     def write(self, run_dir: Path, epoch: int, kimg: float, row: dict, module) -> None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        from ..runfolder import write_text_atomic
+
         path = run_dir / "diagnostics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(DIAG_COLUMNS)
-            for k, v in row.items():
-                w.writerow([epoch, f"{kimg:.3f}", k, f"{v:.6g}"])
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if not path.exists():
+            w.writerow(DIAG_COLUMNS)
+        for k, v in row.items():
+            w.writerow([epoch, f"{kimg:.3f}", k, f"{v:.6g}"])
+        old = path.read_text() if path.exists() else ""
+        write_text_atomic(path, old + buf.getvalue())  # whole rows only, even if the process is killed
         from ..tracking import append_stats
 
         append_stats(run_dir, dict(epoch=epoch, kimg=round(float(kimg), 6), **row))
