@@ -3,7 +3,10 @@
 A cell is (epoch, swap_res, direction); `none` is the unblended fine-tuned G_ema and `base` the base
 model (scored once). Rows go to metrics.csv (long format, DESIGN §3), fixed-seed sample strips to
 samples/blends/epoch=NNNN/<cell>.png, scalars and a table to the logger. The work runs inside an
-isolated RNG so training is bit-for-bit the same with or without this callback.
+isolated RNG so training is bit-for-bit the same with or without this callback. Under DDP every rank
+scores its share of the cells (each cell's seeds are fixed, so the split does not change a value) and
+rank 0 writes the gathered rows; a rank loads the base network and reference features only when it
+scores a cell that needs them.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ class BlendScorer:
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
         self._ready = False
+        self.base = None
 
     @classmethod
     def from_config(cls, cfg: dict, run_dir: Path, device="cpu") -> "BlendScorer":
@@ -83,23 +87,24 @@ class BlendScorer:
                    num_identity=int(m.get("identity_num", 100)))
 
     # -------------------------------------------------------------- setup
-    def prepare(self, device=None) -> None:
-        """Load the base model, the extractor and the (cached) reference features; validate the grid."""
+    def prepare(self, device=None, base: bool = True, features: bool = True) -> None:
+        """Load the base model (validating the grid) and/or the extractor and the (cached) reference features."""
         if device is not None:
             self.device = str(device)
-        if self._ready:
-            return
         from ..blending.swap import check_mapping, check_swap_res, check_width
         from ..checkpoints import load_network
         from ..evaluation import make_extractor, reference_features
 
-        if not self.base_path:
-            raise UserError("blend.base is not set: point it at the base (real-face) network to blend with")
-        self.base = load_network(self.base_path, device=self.device).G_ema.eval()
-        for r in self.swap_res:
-            check_swap_res(r, self.base.synthesis.block_resolutions)
-        check_width(self.width)
-        check_mapping(self.mapping)
+        if base and self.base is None:
+            if not self.base_path:
+                raise UserError("blend.base is not set: point it at the base (real-face) network to blend with")
+            self.base = load_network(self.base_path, device=self.device).G_ema.eval()
+            for r in self.swap_res:
+                check_swap_res(r, self.base.synthesis.block_resolutions)
+            check_width(self.width)
+            check_mapping(self.mapping)
+        if not features or self._ready:
+            return
         self.extractor = make_extractor(self.extractor_name, device=self.device, inception_path=self.inception_path)
         self.ref = reference_features(self.extractor, self.data_dir, self.resolution, cache_dir=self.cache_dir)
         self.src_ref = None
@@ -131,30 +136,46 @@ class BlendScorer:
         low, high = direction_pair(self.base, tuned, direction)
         return blend_generators(low, high, int(swap_res), width=self.width, mapping=self.mapping)
 
+    def pending_cells(self, skip: set | None = None) -> list:
+        """The cells of one checkpoint not in `skip` ({(swap_res_str, direction)}), in report order."""
+        skip = skip or set()
+        return [c for c in self.cells(("base", "") not in skip) if (str(c[0]), c[1]) not in skip]
+
     @torch.no_grad()
     def score_checkpoint(self, tuned, epoch: int, kimg: float, skip: set | None = None,
                          network_file: Path | None = None, replace: bool = False) -> list[dict]:
-        """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples.
+        """Score every cell of one checkpoint not in `skip` ({(swap_res_str, direction)}); write samples and
+        the metrics.csv rows.
 
         Rows carry the SHA-256 of `network_file` (the file `tuned` came from) and, for the base cell, of the
         base network. `replace`: the new rows supersede rows of the same cell, metric and extractor, in one
         atomic rewrite once all of them exist (nothing is dropped before)."""
         from ..evaluation.metrics_csv import append_metrics_rows, cell_key
+
+        rows = self.score_cells(tuned, epoch, kimg, self.pending_cells(skip), network_file=network_file)
+        keys = {cell_key(r) for r in rows}
+        append_metrics_rows(self.run_dir / "metrics.csv", rows, replace=(lambda r: cell_key(r) in keys)
+                            if replace else None)
+        return rows
+
+    @torch.no_grad()
+    def score_cells(self, tuned, epoch: int, kimg: float, cells: list,
+                    network_file: Path | None = None) -> list[dict]:
+        """metrics.csv rows of the given cells (samples written, nothing appended); loads only what they need
+        (the base model is needed by blends, the base cell and the paired identity scores)."""
         from ..evaluation.scoring import evaluate_cell, identity_features
         from ..runfolder import file_sha256
 
-        self.prepare()
-        skip = skip or set()
-        include_base = ("base", "") not in skip
+        if not cells:
+            return []
+        self.prepare(base=bool(self.identity_name) or any(swap_res != "none" for swap_res, _ in cells))
         hashes = {"tuned": file_sha256(network_file) if network_file and Path(network_file).is_file() else ""}
         num_identity = min(self.num_identity, self.num_gen)
         if self.identity is not None and self._base_identity is None:
             self._base_identity = identity_features(self.base, self.identity, num_identity, self.batch_size,
                                                     self.device)
         rows = []
-        for swap_res, direction in self.cells(include_base):
-            if (str(swap_res), direction) in skip:
-                continue
+        for swap_res, direction in cells:
             G = self.generator_for(tuned, swap_res, direction)
             scores, ident = evaluate_cell(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
                                           device=self.device, source_ref_features=self.src_ref,
@@ -172,9 +193,6 @@ class BlendScorer:
             for metric, (value, n) in ident.items():  # paired: n cell images against the same n base seeds
                 rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=n, n_ref=n,
                                  extractor=self.identity.name, network_sha256=sha))
-        keys = {cell_key(r) for r in rows}
-        append_metrics_rows(self.run_dir / "metrics.csv", rows, replace=(lambda r: cell_key(r) in keys)
-                            if replace else None)
         return rows
 
     def save_samples(self, G, epoch: int, cell: str) -> Path:
@@ -217,22 +235,55 @@ class BlendEvalCallback(pl.Callback):
         return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs, cfg.get("selection"))
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        # here the module is on its final device; fail before training on a bad grid, without shifting the seed
-        with isolated_rng():
-            self.scorer.prepare(device=pl_module.device)
+        # here the module is on its final device; fail before training on a bad grid, without shifting the
+        # seed. Rank 0 checks and loads; every rank raises the same error (one rank alone would hang the others)
+        self.scorer.device = str(pl_module.device)
+        error = None
+        if trainer.global_rank == 0:
+            with isolated_rng():
+                try:
+                    self.scorer.prepare()
+                except UserError as e:
+                    error = str(e)
+        error = trainer.strategy.broadcast(error, src=0)
+        if error:
+            raise UserError(error)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module) -> None:
-        if trainer.global_rank != 0 or not is_checkpoint_epoch(trainer, self.every_n_epochs):
+        if not is_checkpoint_epoch(trainer, self.every_n_epochs):
             return
         if skip_bad_epoch(trainer, module):
             return
         epoch = trainer.current_epoch + 1
-        done = scored_cells(self.scorer.run_dir / "metrics.csv", self.scorer.extractor.name)
-        skip = set(done.get(epoch, set())) | (done.get(-1, set()))
+        skip = None
+        if trainer.global_rank == 0:
+            done = scored_cells(self.scorer.run_dir / "metrics.csv", self.scorer.extractor.name)
+            skip = set(done.get(epoch, set())) | (done.get(-1, set()))
+        skip = trainer.strategy.broadcast(skip, src=0)
+        cells = self.scorer.pending_cells(skip)
+        world, rank = trainer.world_size, trainer.global_rank
+        if world > 1:  # the same G_ema everywhere (its w_avg buffer follows each rank's last batch)
+            for t in module.G_ema.state_dict().values():
+                torch.distributed.broadcast(t, src=0)
         with isolated_rng():
-            rows = self.scorer.score_checkpoint(module.G_ema, epoch, module.kimg, skip=skip,
-                                                network_file=network_path(self.scorer.run_dir, epoch))
-        self._log(trainer, epoch, rows)
+            rows = self.scorer.score_cells(module.G_ema, epoch, module.kimg, cells[rank::world])
+        if world > 1:
+            parts = [None] * world
+            torch.distributed.all_gather_object(parts, rows)
+            rows = [r for part in parts for r in part]
+            order = {(str(c[0]), c[1]): i for i, c in enumerate(cells)}
+            rows.sort(key=lambda r: order[(str(r["swap_res"]), r["direction"])])  # stable: metric order kept
+        if trainer.global_rank == 0:
+            from ..evaluation.metrics_csv import append_metrics_rows
+            from ..runfolder import file_sha256
+
+            exported = network_path(self.scorer.run_dir, epoch)  # written by rank 0's NetworkExport
+            sha = file_sha256(exported) if exported.is_file() else ""
+            for r in rows:
+                if r["swap_res"] != "base":
+                    r["network_sha256"] = sha
+            append_metrics_rows(self.scorer.run_dir / "metrics.csv", rows)
+            self._log(trainer, epoch, rows)
 
     def _log(self, trainer, epoch: int, rows: list[dict]) -> None:
         if not trainer.loggers:

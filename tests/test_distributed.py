@@ -1,0 +1,171 @@
+"""Several processes on the CPU (gloo): a SLURM job imitated with its variables (two tasks, plain DDP), the
+non-finite-loss decision agreed by all ranks, blend scoring split over ranks, resume on another process
+count, and a multirun through the real submitit launcher (local executor)."""
+from __future__ import annotations
+
+import csv
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from test_blend_eval import base  # noqa: F401 - tiny base network fixture
+from test_training import _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
+
+TESTS = Path(__file__).resolve().parent
+# the README's multi-GPU command, sized for the CPU: 16 px, total batch 4 (2 per process), gloo
+TINY = ["model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
+        "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
+        "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
+        "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "train.r1_interval=2",
+        "train.pl_interval=2", "trainer.enable_progress_bar=false", "train.diagnostics.num_images=4",
+        "train.diagnostics.grid_size=4", "augment=none"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _slurm_tasks(cmd: list[str], ntasks: int = 2, timeout: int = 240) -> list[subprocess.CompletedProcess]:
+    """Start `cmd` once per task with the variables srun gives each task of a one-node job."""
+    job_id = str(random.randint(100000, 999999))
+    procs = []
+    for rank in range(ntasks):
+        env = dict(os.environ, SLURM_NTASKS=str(ntasks), SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_NNODES="1",
+                   SLURM_NODEID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODELIST="localhost",
+                   SLURM_JOB_ID=job_id, SLURM_JOB_NAME="stylegan-blend", MASTER_PORT=str(_free_port() if rank == 0
+                                                                                          else port),
+                   PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)]))
+        port = int(env["MASTER_PORT"])
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    out = []
+    try:
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=timeout)
+            out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return out
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def slurm_run(tmp_path_factory, dataset, base):  # noqa: F811
+    """Two SLURM tasks, 3 epochs; from the 3rd epoch on, rank 1 alone gets NaN losses (tests/ddp_poison.py)."""
+    out = tmp_path_factory.mktemp("slurm") / "run"
+    cmd = [sys.executable, str(TESTS / "ddp_poison.py"), "1", "2", "trainer=ddp", "trainer.accelerator=cpu",
+           f"data.path={dataset}", f"model.init_from={base}", "logger=csv", f"paths.output_dir={out}",
+           "trainer.max_epochs=3", "train.max_nonfinite=3", "checkpoint.every_n_epochs=2", "callbacks.blend_eval=true",
+           "blend.swap_res=[4,8]", "metrics.num_gen=8", "metrics.batch_size=8", "blend.sample_seeds=[0,1]",
+           f"paths.cache_dir={out.parent / 'cache'}", *TINY]
+    return out, _slurm_tasks(cmd)
+
+
+@pytest.mark.timeout(300)
+def test_slurm_tasks_train_as_ranks_of_one_ddp_run(slurm_run):
+    out, results = slurm_run
+    for rank, r in enumerate(results):
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in r.stderr + r.stdout, r.stderr[-3000:]
+    # one set of outputs, and the total batch of 4 is split: 16 train images = 4 steps of 4 images per epoch
+    assert sorted(p.name for p in (out / "networks").glob("*.pt")) == ["epoch=0002.pt"]
+    ck = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["stylegan_blend"]
+    assert ck["epoch"] == 2 and ck["minibatch"] == 8 and ck["kimg"] == pytest.approx(0.032)
+    rows = _rows(out / "metrics.csv")
+    cells = [(r["swap_res"], r["direction"], r["metric"]) for r in rows]
+    assert len(cells) == len(set(cells)) == 4 * 2, "base, swap4, swap8, none x (fd, kd), each once"
+    assert sorted(p.stem for p in (out / "samples" / "blends" / "epoch=0002").glob("*.png")) == \
+        ["base", "none", "swap4_low_base", "swap8_low_base"]
+
+
+def test_nan_on_one_rank_stops_every_rank_with_the_message(slurm_run):
+    """Rank 1 alone sees NaN losses; both ranks skip together, then both raise TrainingDiverged (no hang:
+    the fixture's processes have a bounded time)."""
+    out, results = slurm_run
+    for r in results:
+        err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 1 and len(err) == 1, r.stderr[-3000:]
+        assert err[0] == (f"error: phase Gmain: 3 non-finite losses in a row at kimg 0.0; "
+                          f"last good checkpoint: {out / 'checkpoints' / 'last.ckpt'}"), err
+
+
+@pytest.mark.timeout(120)
+def test_blend_scores_split_over_ranks_equal_one_process(slurm_run, tmp_path):
+    """The 2-rank metrics.csv against the same checkpoint scored by one process."""
+    from omegaconf import OmegaConf
+
+    from stylegan_blend.callbacks.blend_eval import BlendScorer
+    from stylegan_blend.checkpoints import load_network
+    from stylegan_blend.train import CONF_DIR  # noqa: F401 - registers the config's resolvers
+
+    out, _ = slurm_run
+    cfg = OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)
+    scorer = BlendScorer.from_config(cfg, tmp_path)
+    single = scorer.score_checkpoint(load_network(out / "networks" / "epoch=0002.pt").G_ema, 2, 0.032)
+    key = lambda r: (str(r["swap_res"]), r["direction"], r["metric"])  # noqa: E731
+    assert {key(r): r["value"] for r in _rows(out / "metrics.csv")} == {key(r): r["value"] for r in single}
+
+
+@pytest.mark.timeout(120)
+def test_resume_the_two_process_run_in_one_process(slurm_run, dataset):  # noqa: F811
+    out, _ = slurm_run  # the last test of this run directory: it trains one more epoch in it
+    _fit(_cfg(out, dataset, "trainer.max_epochs=3", "ckpt_path=last", "checkpoint.every_n_epochs=1"))
+    ck = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["stylegan_blend"]
+    assert ck["epoch"] == 3 and ck["minibatch"] == 12 and ck["kimg"] == pytest.approx(0.048)
+
+
+def test_rng_states_of_missing_devices_are_skipped_once():
+    import warnings
+
+    from stylegan_blend.training.module import _rng_state, _set_rng_state
+
+    state = _rng_state()
+    state["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 2  # saved on 2 GPUs, resumed here
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _set_rng_state(state)
+    msgs = [str(w.message) for w in caught if "RNG states" in str(w.message)]
+    assert msgs == [f"resume: the checkpoint has RNG states for 2 CUDA device(s), this run has {have}; "
+                    f"restored {min(2, have)} (the run continues, not bit-identical)"] or have == 2
+
+
+def test_ddp_preset_uses_plain_ddp_under_slurm_and_spawn_outside(monkeypatch):
+    from stylegan_blend.train import slurm_or
+
+    for k in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(k)
+    assert slurm_or("popen", "spawn") == "spawn"
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    assert slurm_or("popen", "spawn") == "popen"
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # `srun --pty bash`: Lightning does not take ranks
+    assert slurm_or("popen", "spawn") == "spawn"
+
+
+@pytest.mark.timeout(300)
+def test_multirun_through_submitit_local_executor(tmp_path, dataset):  # noqa: F811
+    """Two jobs pickled and run by submitit (as on SLURM), each with its own outputs."""
+    sweep = tmp_path / "sweep"
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", "-m", "hydra/launcher=submitit_local",
+                        "hydra.launcher.timeout_min=5", f"hydra.sweep.dir={sweep}", "trainer=cpu",
+                        f"data.path={dataset}", "logger=none", "callbacks.blend_eval=false", "trainer.max_epochs=1",
+                        "seed=0,1", *TINY], capture_output=True, text=True, timeout=280,
+                       env=dict(os.environ, PYTHONPATH=str(TESTS.parent)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = sorted(p.parent.parent.name for p in sweep.glob("*/networks/epoch=0001.pt"))
+    assert [j.split("_")[0] for j in jobs] == ["0", "1"] and "seed=" not in "".join(jobs), jobs
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2, "both ran as submitit jobs"
