@@ -7,7 +7,8 @@
    blend callback builds base x fine-tuned blends at 4/8/16 px and scores them (randcnn proxy; also
    against "photo" with the src_ prefix);
 4. a synthetic "photo" face projected into the base model and rendered with the best blend;
-5. the report, and one line per epoch with the best swap cell.
+5. the report, and one line per epoch with the cell the selection rule (knee by default) picks over
+   (style distance, identity loss), with why, next to the one-sided lowest-style pick.
 Every step is a command a user could type; the demo prints them.
 """
 from __future__ import annotations
@@ -87,6 +88,24 @@ def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int, bas
               "--steps", str(steps), "--no-align"))
 
 
+def print_choice(run: Path, lowest) -> None:
+    """Which cell the declared rule picks and why, next to the one-sided pick (lowest style distance)."""
+    from stylegan_blend.train import run_selection
+
+    sel = run_selection(run)
+    if sel is None:
+        print("no identity scores: only the one-sided pick below, which always favours the most fine-tuned cell")
+    else:
+        print(sel.header())
+        for choice in sel.per_epoch:
+            print(choice)
+        print(sel.overall)
+        print(f"why: {sel.overall.why()}")
+    if lowest:
+        print(f"one-sided pick (lowest {lowest[-1].metric}, identity ignored): {lowest[-1].cell} at epoch "
+              f"{lowest[-1].epoch}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="outputs/demo", help="demo output folder")
@@ -123,8 +142,7 @@ def main(argv=None) -> int:
     stylize_example(run, photo, swaps, args.project_steps, base)
     index = build_report([run])
     print(f"\nreport: {index}")
-    for cell in best:
-        print(cell)
+    print_choice(run, best)
     print(f"demo wall time: {time.time() - t0:.0f} s")
     return 0
 

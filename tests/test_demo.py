@@ -33,6 +33,7 @@ def test_scaled_down_demo_produces_the_report(tmp_path):
     assert len(list((run / "stylized").glob("*_stylized.png"))) == held_out
     assert len(list((run / "report").rglob("*stylized*.png"))) == held_out
     assert "report:" in r.stdout and "overall" in r.stdout and "epoch    2" in r.stdout
+    assert "best by knee" in r.stdout and "why: " in r.stdout and "one-sided pick (lowest" in r.stdout
 
 
 def test_recipe_targets_fail_cleanly_without_data():

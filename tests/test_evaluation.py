@@ -147,11 +147,14 @@ def test_score_names_and_prefix():
     assert all(np.isfinite(v) for v in out.values())
 
 
-def test_fd_warns_below_the_feature_dimension():
+def test_fd_warns_below_the_feature_dimension(caplog):
     ex = RandCNNExtractor()
     rng = np.random.default_rng(4)
-    with pytest.warns(UserWarning, match="30 samples < 50 feature dimensions"):
+    with caplog.at_level("WARNING"):
         score(rng.normal(size=(40, 50)), rng.normal(size=(30, 50)), ex)
+        score(rng.normal(size=(40, 50)), rng.normal(size=(30, 50)), ex)
+        score(rng.normal(size=(40, 20)), rng.normal(size=(30, 20)), ex)  # N above the dimension: quiet
+    assert [r.getMessage()[:46] for r in caplog.records] == ["fd_randcnn: 30 samples < 50 feature dimensions"]
 
 
 def test_kid_subset_follows_the_smaller_set():

@@ -1,14 +1,17 @@
 """Score a generator: fixed-seed samples -> features -> Fréchet and kernel distances to reference features."""
 from __future__ import annotations
 
+import logging
 import sys
-import warnings
 
 import numpy as np
 
 from ..errors import UserError
 from .distances import density_coverage, feature_stats, frechet_distance, kernel_distance
 from .extractors import FeatureExtractor
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # each small-N warning once per process, not once per cell
 
 
 def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: FeatureExtractor,
@@ -19,14 +22,16 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
     dimensions (its covariance is then singular: compare FD only at equal N)."""
     fd_name, kd_name = extractor.metric_names
     n, dim = min(len(gen_features), len(ref_features)), gen_features.shape[1]
-    if n < dim:
-        warnings.warn(f"{prefix}{fd_name}: {n} samples < {dim} feature dimensions, the covariance is singular and "
-                      f"the Fréchet distance is biased upwards; compare it only at equal N, or use "
-                      f"{prefix}{kd_name}", stacklevel=2)
-    if len(ref_features) < min(len(gen_features), 50):
-        print(f"warning: {prefix}{fd_name}/{kd_name} from only {len(ref_features)} reference images against "
-              f"{len(gen_features)} generated: noisy and biased, compare such scores only with each other",
-              file=sys.stderr)
+    message = (f"{prefix}{fd_name}: {n} samples < {dim} feature dimensions, the covariance is singular and the "
+               f"Fréchet distance is biased upwards; compare it only at equal N, or use {prefix}{kd_name}")
+    if n < dim and message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+    few = (f"warning: {prefix}{fd_name}/{kd_name} from only {len(ref_features)} reference images against "
+           f"{len(gen_features)} generated: noisy and biased, compare such scores only with each other")
+    if len(ref_features) < min(len(gen_features), 50) and few not in _warned:
+        _warned.add(few)
+        print(few, file=sys.stderr)
     mu_g, sigma_g = feature_stats(gen_features)
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)

@@ -127,7 +127,7 @@ def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
         ax.plot(grid.epochs, y, label=cell, **style)
     if best is not None:
         ax.plot([best.epoch], [best.value], marker="*", markersize=16, color="#e4002b", linestyle="none",
-                label=f"best: {best.cell} @ epoch {best.epoch}")
+                label=f"{best.how}: {best.cell} @ epoch {best.epoch}")
         ax.axvline(best.epoch, color="#e4002b", linewidth=0.8, alpha=0.5)
     if ylim is not None:
         ax.set_ylim(*ylim)

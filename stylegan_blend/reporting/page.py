@@ -253,7 +253,8 @@ base and none are references and may lie outside it. The box marks the best blen
 reals from held-out reals (d_gap rising, r_t above 0.6, memorisation falling below 1).</p>
 <div class="figures pair">{_img(s.figures["curves"], s.metric + " vs epoch")}{diagnostics}</div>
 <h3>All cells</h3>
-<p class="note">Click a header to sort. Lower is better for every distance.</p>
+<p class="note">Click a header to sort. Lower is better for every distance and identity loss
+(<code>idloss_*</code>); higher is better for density, coverage and face_detect_rate.</p>
 {_table(s)}
 {stylized}
 </section>"""
@@ -265,7 +266,8 @@ def _comparison(sections: list[RunSection], runs_sheet: str | None) -> str:
     rows = []
     for s in sections:
         b = s.overall
-        best = (f"<td>{escape(b.cell)}</td><td>{b.epoch}</td><td>{_num(b.value)}</td>" if b else
+        best = (f"<td>{escape(b.cell)} <small>({escape(s.best_label)})</small></td><td>{b.epoch}</td>"
+                f"<td>{_num(b.value)}</td>" if b else
                 "<td></td><td></td><td></td>")
         star = " ★ best of all runs" if s.best_of_all else ""
         rows.append(f'<tr class="{"best-of-all" if s.best_of_all else ""}"><td><a href="#{s.slug}">'
@@ -298,8 +300,10 @@ def render(sections: list[RunSection], shared_stylized: list[tuple[str, str]], r
 <style>{CSS}</style></head>
 <body>
 <h1>stylegan-blend report</h1>
-<p class="muted">{len(sections)} run(s): {runs}. Each blended generator is scored against the target set;
-the best blend is the lowest-scoring swap cell (base and none are shown for reference).</p>
+<p class="muted">{len(sections)} run(s): {runs}. Each blended generator is scored on two axes: style (distance
+to the target set) and identity (paired against the base model, same seeds). The best blend is the cell a declared
+selection rule picks on their Pareto front, named wherever it is shown; a run without identity scores shows only
+the lowest style distance, labelled as such (base and none are shown for reference).</p>
 {comparison}
 {"".join(_section(s, len(sections) > 1) for s in sections)}
 {shared}

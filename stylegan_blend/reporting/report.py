@@ -346,7 +346,7 @@ def _replace_folder(tmp: Path, target: Path) -> None:
 
 def _as_best(choice, metric: str) -> BestCell:
     p = choice.point
-    return BestCell(choice.scope, p.epoch, p.kimg, p.cell, p.swap_res, p.direction, metric, p.style)
+    return BestCell(choice.scope, p.epoch, p.kimg, p.cell, p.swap_res, p.direction, metric, p.style, str(choice.rule))
 
 
 def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) -> list[RunSection]:

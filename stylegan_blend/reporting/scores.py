@@ -1,7 +1,8 @@
 """Turn metrics rows into the epoch × swap score grid and pick the best blend.
 
-All metrics the blend callback writes (fid, kid, fd_*, kd_*, and their src_ variants) are distances:
-lower is better. Only blend cells (`swap<r>_<direction>`) can be "best": `base` and `none` are the
+The style metrics the blend callback writes (fid, kid, fd_*, kd_*, and their src_ variants) are
+distances and the identity losses (idloss_*) too: lower is better (density/coverage/face_detect_rate:
+higher; never ranked here). Only blend cells (`swap<r>_<direction>`) can be "best": `base` and `none` are the
 references a blend is judged against, not something to export with `stylegan-blend blend`.
 """
 from __future__ import annotations
@@ -112,6 +113,11 @@ class BestCell:
     direction: str
     metric: str
     value: float
+    rule: str = ""  # the selection rule that chose it; "" = the one-sided minimum of `metric`
+
+    @property
+    def how(self) -> str:
+        return f"best by {self.rule}" if self.rule else f"lowest {self.metric}"
 
     def __str__(self) -> str:
         where = f"epoch {self.epoch:4d}" if self.scope == "epoch" else "overall   "

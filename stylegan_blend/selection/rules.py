@@ -78,6 +78,23 @@ class Choice:
     value: float  # what hparams_search minimises (see `rule_value`)
     note: str = ""
 
+    def why(self) -> str:
+        """One sentence: why the rule picked this cell, in terms of the front."""
+        if self.point is None:
+            return self.note
+        p, front = self.point, self.front
+        n = f"{len(front)} cell(s) on the Pareto front"
+        if self.rule.kind == "knee":
+            if len(front) < 3:
+                return f"{n}; with no interior point the one nearest the ideal corner (both axes scaled) is {p.label}"
+            return (f"{n}, from {front[0].label} (most stylised) to {front[-1].label} (closest to the base); "
+                    f"{p.label} is farthest from the line joining them, where more identity starts costing "
+                    f"much more style")
+        if self.rule.kind == "min_identity":
+            return (f"{p.label} is the most stylised cell keeping identity score {1 - p.identity:.3g} "
+                    f"≥ {self.rule.param:g}")
+        return f"{p.label} has the lowest weighted sum ({self.value:.4g}) among the {n}"
+
     def __str__(self) -> str:
         where = f"epoch {self.point.epoch:4d}" if self.scope == "epoch" and self.point else "overall   "
         if self.point is None:
