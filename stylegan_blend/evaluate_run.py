@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -68,17 +69,23 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
     cfg.setdefault("paths", {})
     scorer = BlendScorer.from_config(cfg, run_dir, device=device)
     added = 0
+    networks = exported_networks(run_dir)
+    start = time.monotonic()
     with isolated_rng():
-        for epoch, path in exported_networks(run_dir):
+        for i, (epoch, path) in enumerate(networks, 1):
             net = load_network(path, device=device)
             if rescore:
                 drop_cells(run_dir / "metrics.csv", {(epoch, str(r), d) for r, d in scorer.cells(False)})
             done = scored_cells(run_dir / "metrics.csv")
             skip = set(done.get(epoch, set())) | done.get(-1, set())
             todo = [c for c in scorer.cells(("base", "") not in skip) if (str(c[0]), c[1]) not in skip]
-            print(f"epoch {epoch}: {len(todo)} cell(s) to score" + ("" if todo else " (all present)"))
+            print(f"[{i}/{len(networks)}] epoch {epoch}: {len(todo)} cell(s) to score"
+                  + ("" if todo else " (all present)"), flush=True)
             if todo:
                 added += len(scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip))
+                elapsed = time.monotonic() - start  # progress: post-hoc scoring of a sweep takes minutes
+                print(f"[{i}/{len(networks)}] epoch {epoch} scored; {elapsed:.0f} s so far, "
+                      f"about {elapsed / i * (len(networks) - i):.0f} s left", flush=True)
             del net
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return added

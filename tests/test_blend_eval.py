@@ -100,7 +100,7 @@ def test_blend_cells_match_an_independent_rescore(blend_run):
         assert got[m] == pytest.approx(want[m], rel=1e-4, abs=1e-7)
 
 
-def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
+def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, capsys):
     from omegaconf import OmegaConf
 
     from stylegan_blend.evaluate_run import evaluate_run
@@ -120,6 +120,8 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
     assert added == 2 * 2 * len(PROXY) and len(after) == len(before) + added
     new = {(r["epoch"], r["swap_res"], r["direction"]) for r in after[len(before):]}
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
+    out = capsys.readouterr().out  # progress: one line per checkpoint, with the time left
+    assert "[1/2] epoch 1: 2 cell(s) to score" in out and "[2/2] epoch 2 scored;" in out and "s left" in out
 
 
 def test_report_renders_from_the_run(blend_run):
