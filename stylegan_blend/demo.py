@@ -81,7 +81,8 @@ def stylize_example(run: Path, photo: Path, swap_res: list[int], steps: int, bas
     epoch = sorted((run / "networks").glob("epoch=*.pt"))[-1].stem.split("=")[1]
     faces = run / "stylize_inputs"
     faces.mkdir(exist_ok=True)
-    for f in sorted(read_manifest(photo).files("val"))[:3]:
+    manifest = read_manifest(photo)
+    for f in (sorted(manifest.files("val")) + sorted(manifest.files("train")))[:3]:  # held-out faces first
         shutil.copy(photo / f, faces / Path(f).name)
     _run(_cli("stylize", str(faces), "--base", str(base), "--run", str(run), "--epoch", epoch,
               "--swap-res", ",".join(str(r) for r in swap_res) + ",none", "--outdir", str(run / "stylized"),
@@ -104,6 +105,22 @@ def print_choice(run: Path, lowest) -> None:
     if lowest:
         print(f"one-sided pick (lowest {lowest[-1].metric}, identity ignored): {lowest[-1].cell} at epoch "
               f"{lowest[-1].epoch}")
+
+
+def readme_figures(run: Path, dest: Path) -> list[Path]:
+    """The pictures the README shows, taken from the report: the last checkpoint's labelled sheet, the
+    heatmap, and the first stylised face."""
+    report = run / "report"
+    sheets = sorted((report / "sheets").glob("run0_epoch=*.png"))
+    picks = {"demo_grid.png": sheets[-1] if sheets else None, "demo_heatmap.png": report / "fig" / "run0_heatmap.png",
+             "demo_stylized.png": next(iter(sorted((run / "stylized").glob("*_stylized.png"))), None)}
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, source in picks.items():
+        if source is not None and source.is_file():
+            shutil.copyfile(source, dest / name)
+            written.append(dest / name)
+    return written
 
 
 def main(argv=None) -> int:
@@ -141,7 +158,9 @@ def main(argv=None) -> int:
     swaps = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["blend"]["swap_res"]
     stylize_example(run, photo, swaps, args.project_steps, base)
     index = build_report([run])
+    figures = readme_figures(run, out / "figures")
     print(f"\nreport: {index}")
+    print(f"README pictures: {', '.join(str(f) for f in figures)} (docs/ holds copies)")
     print_choice(run, best)
     print(f"demo wall time: {time.time() - t0:.0f} s")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -56,21 +57,26 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
     cfg.setdefault("paths", {})
     scorer = BlendScorer.from_config(cfg, run_dir, device=device)
     nets = exported_networks(run_dir)
+    start = time.monotonic()
     added = []
     with isolated_rng():
         scorer.prepare()  # weights, extractor and reference features first: a missing file fails before any work
-        for epoch, path in nets:
+        for i, (epoch, path) in enumerate(nets, 1):
             done = scored_cells(run_dir / "metrics.csv", scorer.extractor.name)
             skip = set() if rescore else set(done.get(epoch, set())) | done.get(-1, set())
             if rescore and done.get(-1):
                 skip = {("base", "")}
             todo = [c for c in scorer.cells(("base", "") not in skip) if (str(c[0]), c[1]) not in skip]
-            print(f"epoch {epoch}: {len(todo)} cell(s) to score" + ("" if todo else " (all present)"))
+            print(f"[{i}/{len(nets)}] epoch {epoch}: {len(todo)} cell(s) to score"
+                  + ("" if todo else " (all present)"), flush=True)
             if todo:
                 net = load_network(path, device=device)
                 added += scorer.score_checkpoint(net.G_ema, epoch, float(net.meta.get("kimg") or 0), skip=skip,
                                                  network_file=path, replace=rescore)
                 del net
+                elapsed = time.monotonic() - start  # progress: post-hoc scoring of a sweep takes minutes
+                print(f"[{i}/{len(nets)}] epoch {epoch} scored; {elapsed:.0f} s so far, "
+                      f"about {elapsed / i * (len(nets) - i):.0f} s left", flush=True)
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
     if added and log_wandb:
         from .tracking import log_posthoc
@@ -157,9 +163,10 @@ def score_outside_run(base: Path, checkpoints: Path, data: Path, out: Path, swap
                 raise UserError(f"{path} and {seen[epoch]} both map to epoch {epoch}; keep one of them")
             seen[epoch] = path
             _link_network(out, epoch, path)
-            done = scored_cells(out / "metrics.csv")
+            scorer.prepare()
+            done = scored_cells(out / "metrics.csv", scorer.extractor.name)
             skip = set(done.get(epoch, set())) | done.get(-1, set())
-            rows = scorer.score_checkpoint(net.G_ema, epoch, kimg, skip=skip)
+            rows = scorer.score_checkpoint(net.G_ema, epoch, kimg, skip=skip, network_file=path)
             print(f"{path.name}: epoch {epoch} ({how}), {kimg:g} kimg, {len(rows)} metric row(s)")
             del net
             torch.cuda.empty_cache() if torch.cuda.is_available() else None

@@ -129,7 +129,7 @@ def test_blend_cells_match_an_independent_rescore(blend_run):
         assert got[m] == pytest.approx(want[m], rel=1e-4, abs=1e-7)
 
 
-def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
+def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, capsys):
     from omegaconf import OmegaConf
 
     from stylegan_blend.evaluate_run import evaluate_run
@@ -150,6 +150,8 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run):
     assert sum(r["metric"] in PROXY for r in after[len(before):]) == 2 * 2 * len(PROXY)
     new = {(r["epoch"], r["swap_res"], r["direction"]) for r in after[len(before):]}
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
+    out = capsys.readouterr().out  # progress: one line per checkpoint, with the time left
+    assert "[1/2] epoch 1: 2 cell(s) to score" in out and "[2/2] epoch 2 scored;" in out and "s left" in out
 
 
 def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_done(blend_run, tmp_path):

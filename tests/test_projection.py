@@ -337,8 +337,8 @@ def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
                          "--outdir", tmp_path], capsys)
     assert code == 0, cap.err
     row = np.asarray(Image.open(tmp_path / "photo_stylized.png"))
-    labels = ["input (centre crop)", "base reconstruction", "swap 8 (low_base)", "swap 16 (low_base)",
-              "fine-tuned (epoch 3)"]
+    labels = ["input (centre crop)", "base reconstruction", "swap 8\n(low_base)", "swap 16\n(low_base)",
+              "fine-tuned\n(epoch 3)"]
     cols = sheet_tiles(row, 5, labels, "photo")
     np.testing.assert_array_equal(cols[1], render(nets["base"], w))
     np.testing.assert_array_equal(cols[4], render(nets["tuned"], w))  # 'none' = the fine-tuned model

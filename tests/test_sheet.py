@@ -104,3 +104,19 @@ def test_wrapped_grid_has_captions_and_no_filler_tile():
         x0, y0, x1, _ = lay.tile_box(r, c)
         ys, xs = np.nonzero(_ink(sheet[y0 - lay.caption_h:y0, x0:x1]))
         assert xs.size > 10 and abs((xs.min() + xs.max()) / 2 - (x1 - x0) / 2) < 3
+
+
+def test_long_column_labels_wrap_within_their_column():
+    tiles = _tiles(1, 3)
+    cols = ["base reconstruction of the photo", "swap 16 (low_base)", "fine-tuned (epoch 18)"]
+    sheet = np.asarray(comparison_sheet(tiles, col_labels=cols))
+    lay = sheet_layout(8, 1, 3, col_labels=cols)
+    assert lay.tile == 128
+    y0 = lay.tile_box(0, 0)[1]
+    ink = _ink(sheet[:y0])
+    for c in range(3):
+        x0, _, x1, _ = lay.tile_box(0, c)
+        assert ink[:, x0:x1].sum() > 20
+    gaps = [ink[:, lay.tile_box(0, c)[2]:lay.tile_box(0, c + 1)[0]] for c in range(2)]
+    assert not any(g.any() for g in gaps)  # no label runs into the next column
+    assert lay.header_h > 2 * 15  # 128 px tiles force the first label onto several lines

@@ -109,7 +109,7 @@ def blend_labels(args) -> list[str]:
     """What each stylised column shows, for the sheet's labels (same order as `build_blends`)."""
     if args.blend is not None:
         return [f"blend {Path(args.blend).stem}"]
-    return [f"fine-tuned (epoch {args.epoch})" if r is None else f"swap {r} ({args.direction})"
+    return [f"fine-tuned\n(epoch {args.epoch})" if r is None else f"swap {r}\n({args.direction})"
             for r in parse_swap_res(args.swap_res)]
 
 

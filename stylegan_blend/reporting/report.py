@@ -145,16 +145,16 @@ def cell_title(cell: str) -> str:
     return f"swap {res} ({direction})"
 
 
-def _sample_seeds(run: Run) -> list[int] | None:
-    """blend.sample_seeds of the run's config (the callback's default is 0..5)."""
+def _sample_seeds(run: Run) -> list[int]:
+    """blend.sample_seeds of the run's config, else the blend callback's default 0..5."""
     import yaml
 
     try:
         cfg = yaml.safe_load((run.path / ".hydra" / "config.yaml").read_text()) or {}
         seeds = (cfg.get("blend") or {}).get("sample_seeds")
-        return [int(x) for x in seeds] if seeds else None
+        return [int(x) for x in seeds] if seeds else list(range(6))
     except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
-        return None
+        return list(range(6))
 
 
 def _tiles(section: RunSection, epoch: int, cell: str):
@@ -183,7 +183,7 @@ def _sheet_rows(section: RunSection, rows: list[tuple[int, str, str]], marked_ro
         return None
     seeds = _sample_seeds(section.run)
     n = max(len(r) for r in tiles)
-    cols = [f"seed {seeds[i]}" if seeds and i < len(seeds) else f"seed #{i}" for i in range(n)]
+    cols = [f"seed {seeds[i]}" if i < len(seeds) else f"image {i + 1}" for i in range(n)]
     return sheet.comparison_sheet(tiles, labels, cols, title=title, marked=marked)
 
 
@@ -203,7 +203,7 @@ def _make_sheets(section: RunSection, folder: Path) -> None:
     per_epoch = []
     for epoch in section.grid.epochs:
         rows = [(epoch, c, f"{cell_title(c)}\n{_score_text(section, epoch, c)}"
-                           + ("  ★" if best_of_epoch.get(epoch) == c else "")) for c in section.grid.cells]
+                           + ("  (best)" if best_of_epoch.get(epoch) == c else "")) for c in section.grid.cells]
         marked = {r for r in rows if best_of_epoch.get(epoch) == r[1]}
         kimg = section.grid.kimg.get(epoch)
         title = (f"{section.name}: epoch {epoch}" + (f" ({kimg:g} kimg)" if kimg is not None else "")
@@ -216,7 +216,7 @@ def _make_sheets(section: RunSection, folder: Path) -> None:
     rows = [(section.grid.epochs[0], "base", f"{cell_title('base')}\n{_score_text(section, section.grid.epochs[0], 'base')}")] \
         if section.grid.epochs and "base" in section.grid.cells else []
     for b in section.per_epoch:
-        star = "  ★ best" if (b.epoch, b.cell) == overall else ""
+        star = "  (best overall)" if (b.epoch, b.cell) == overall else ""
         rows.append((b.epoch, b.cell, f"epoch {b.epoch}: {cell_title(b.cell)}\n{b.metric} {b.value:.3g}{star}"))
     if section.grid.epochs and "none" in section.grid.cells:
         last = section.grid.epochs[-1]
@@ -244,11 +244,13 @@ def _runs_sheet(sections: list[RunSection], folder: Path) -> str | None:
             marked += [(len(tiles), c) for c in range(len(row))]
         tiles.append(row)
         labels.append(f"{s.name}\nepoch {s.overall.epoch}: {cell_title(s.overall.cell)}, {s.metric} "
-                      f"{s.overall.value:.3g}" + ("  ★" if s.best_of_all else ""))
+                      f"{s.overall.value:.3g}" + ("  (best of all)" if s.best_of_all else ""))
     if not tiles:
         return None
     n = max(len(r) for r in tiles)
-    im = sheet.comparison_sheet(tiles, labels, [f"seed #{i}" for i in range(n)], marked=marked,
+    seeds = _sample_seeds(sections[0].run)
+    cols = [f"seed {seeds[i]}" if i < len(seeds) else f"image {i + 1}" for i in range(n)]
+    im = sheet.comparison_sheet(tiles, labels, cols, marked=marked,
                                 title="best blend of each run (framed: best of all runs)")
     rel = "sheets/runs_best.png"
     (folder / "sheets").mkdir(exist_ok=True)

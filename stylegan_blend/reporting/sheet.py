@@ -39,6 +39,24 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str, fnt) -> tuple[int, int]:
     return right - left, bottom  # height from the ascender line: what "la"-anchored text occupies
 
 
+def fit_text(text: str, width: int, fnt=None) -> str:
+    """Greedy word wrap so every line is at most `width` pixels (a single long word stays whole)."""
+    fnt = fnt or font()
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            trial = f"{line} {word}" if line else word
+            if line and _text_size(draw, trial, fnt)[0] > width:
+                lines.append(line)
+                line = word
+            else:
+                line = trial
+        lines.append(line)
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class SheetLayout:
     """Pixel geometry of a sheet; `tile_box(r, c)` is where tile (r, c) is pasted."""
@@ -65,6 +83,8 @@ def sheet_layout(native: int, n_rows: int, n_cols: int, row_labels=None, col_lab
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     scale = upscale_factor(native, min_tile)
     tile = native * scale
+    col_labels = [fit_text(t, tile, fnt) for t in col_labels or ()]
+    captions = [[fit_text(t, tile, fnt) for t in row] for row in captions or ()]
     row_w = max((_text_size(draw, t, fnt)[0] for t in row_labels or ()), default=0)
     label_w = row_w + PAD if row_w else 0
     col_h = max((_text_size(draw, t, fnt)[1] for t in col_labels or ()), default=0)
@@ -114,14 +134,15 @@ def comparison_sheet(tiles, row_labels=None, col_labels=None, captions=None, tit
                 draw.rectangle((x0 - MARK_WIDTH, y0 - MARK_WIDTH, x1 - 1 + MARK_WIDTH, y1 - 1 + MARK_WIDTH),
                                outline=MARK, width=MARK_WIDTH)  # in the gap: the tile stays intact
             if captions and r < len(captions) and c < len(captions[r]) and captions[r][c]:
-                draw.text(((x0 + x1) / 2, y0 - PAD // 2), captions[r][c], font=fnt, fill=INK, anchor="md")
+                draw.multiline_text(((x0 + x1) / 2, y0 - PAD // 2), fit_text(captions[r][c], lay.tile, fnt),
+                                    font=fnt, fill=INK, anchor="md", align="center", spacing=2)
         if row_labels and r < len(row_labels):
             _, y0, _, y1 = lay.tile_box(r, 0)
             draw.multiline_text((PAD, (y0 + y1) / 2), row_labels[r], font=fnt, fill=INK, anchor="lm", spacing=2)
     for c, text in enumerate(col_labels or ()):
         x0, _, x1, _ = lay.tile_box(0, c)
-        draw.text(((x0 + x1) / 2, PAD + lay.title_h + lay.header_h - PAD), text, font=fnt, fill=INK,
-                  anchor="md")
+        draw.multiline_text(((x0 + x1) / 2, PAD + lay.title_h + lay.header_h - PAD), fit_text(text, lay.tile, fnt),
+                            font=fnt, fill=INK, anchor="md", align="center", spacing=2)
     return sheet
 
 
