@@ -112,6 +112,13 @@ def check_resume_checkpoint(path: str, module) -> None:
                                 f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
 
 
+def _launch_rank() -> int:
+    """This process's global rank as the launcher (SLURM, torchrun) set it; 0 when launched alone."""
+    from lightning_fabric.utilities.rank_zero import _get_rank
+
+    return int(_get_rank() or 0)
+
+
 def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
     import pytorch_lightning as pl
@@ -130,8 +137,11 @@ def train(cfg: DictConfig) -> Path:
     run_dir = run_dir_of(cfg)
     _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
     ckpt_path = _resume_path(cfg, run_dir)
-    print(claim_run_folder(run_dir, cfg.ckpt_path not in (None, ""), bool(cfg.get("overwrite", False)),
-                           ckpt_path))
+    # one process owns the folder: under SLURM/torchrun every task runs this, with its rank in the environment
+    first = _launch_rank() == 0
+    if first:
+        print(claim_run_folder(run_dir, cfg.ckpt_path not in (None, ""), bool(cfg.get("overwrite", False)),
+                               ckpt_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -140,8 +150,9 @@ def train(cfg: DictConfig) -> Path:
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
     if ckpt_path is not None:
         check_resume_checkpoint(ckpt_path, module)
-    _save_config(cfg, run_dir)  # only once the run is accepted: a refused start leaves the folder's record as it was
-    tracking.write_training_options(run_dir, plain)
+    if first:  # only once the run is accepted: a refused start leaves the folder's record as it was
+        _save_config(cfg, run_dir)
+        tracking.write_training_options(run_dir, plain)
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [
         RunFolder(run_dir),

@@ -18,7 +18,7 @@ from PIL import Image
 
 from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError, report_failure
-from test_training import TINY_D, TINY_G, _cfg, _fit, dataset  # noqa: F401  (fixture)
+from test_training import TINY_D, TINY_G, TINY_OVERRIDES, _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -101,7 +101,7 @@ def test_bad_metrics_csv_is_refused_before_scoring_and_left_alone(tmp_path, caps
 def test_few_reference_images_warn_but_score(tmp_path, capsys, net16, dataset):  # noqa: F811
     rc, out, err = _cli(capsys, "evaluate", "--network", net16, "--data", dataset, "--extractor", "randcnn",
                         "--num-gen", "64", "--max-ref", "5", "--cache-dir", tmp_path / "cache", "--batch-size", "32")
-    assert rc == 0 and "error" not in err
+    assert rc == 0 and "error" not in err, err
     assert any(l.startswith("warning:") and "5 reference images" in l and "64 generated" in l for l in err.splitlines())
 
 
@@ -335,9 +335,8 @@ def test_last_good_checkpoint_is_from_before_the_first_nan(tmp_path, dataset):  
 def test_train_and_eval_entry_points_print_one_line(tmp_path, dataset, one_epoch_run):  # noqa: F811
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     before = _snapshot(one_epoch_run)
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={dataset}",
-                        f"paths.output_dir={one_epoch_run}", "logger=none"], capture_output=True, text=True,
-                       timeout=120, env=env)
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={dataset}", *TINY_OVERRIDES,
+                        f"paths.output_dir={one_epoch_run}"], capture_output=True, text=True, timeout=120, env=env)
     _one_error(r.returncode, r.stderr, "already holds a run")
     after = _snapshot(one_epoch_run)
     assert after.pop("train.log", "") in ("", hashlib.sha256(b"").hexdigest()) and after == before  # Hydra's log

@@ -28,7 +28,12 @@ def test_training_options_and_stats_jsonl(tmp_path, dataset):  # noqa: F811
     out = tmp_path / "run"
     _fit(_cfg(out, dataset, "trainer.max_epochs=2"))
     opts = _strict((out / "training_options.json").read_text())
-    assert opts["config"] == yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
+    from omegaconf import OmegaConf
+
+    import stylegan_blend.train  # noqa: F401  (registers the config's resolvers)
+
+    saved = OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)
+    assert opts["config"] == saved and opts["config"]["data"]["resolution"] == 16  # resolved, as the run used it
     assert opts["versions"]["torch"] == torch.__version__
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert opts["git"]["commit"] == head

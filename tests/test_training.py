@@ -104,18 +104,23 @@ def dataset(tmp_path_factory) -> Path:
     return dst
 
 
+# a 16 px model small enough for a CPU test, and a quiet trainer (also for command lines in other tests)
+TINY_OVERRIDES = [
+    "model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
+    "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
+    "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
+    "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
+    "train.r1_interval=2", "train.pl_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+    "logger=none", "callbacks.blend_eval=false", "train.diagnostics.num_images=4",
+    "train.diagnostics.grid_size=4", "augment=none"]
+
+
 def _cfg(out: Path, data: Path, *overrides: str):
     from hydra import compose, initialize_config_dir
 
     from stylegan_blend.train import CONF_DIR
 
-    base = [f"data.path={data}", "model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
-            "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
-            "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
-            "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
-            "train.r1_interval=2", "train.pl_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
-            "logger=none", "callbacks.blend_eval=false", "train.diagnostics.num_images=4",
-            "train.diagnostics.grid_size=4", f"paths.output_dir={out}", "augment=none"]
+    base = [f"data.path={data}", *TINY_OVERRIDES, f"paths.output_dir={out}"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=base + list(overrides))
 

@@ -11,6 +11,7 @@ from .distances import density_coverage, feature_stats, frechet_distance, kernel
 from .extractors import FeatureExtractor
 
 log = logging.getLogger(__name__)
+DENSITY_K = 5  # Naeem et al.'s k for density/coverage
 _warned: set[str] = set()  # each small-N warning once per process, not once per cell
 
 
@@ -36,9 +37,11 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
     mu_r, sigma_r = feature_stats(ref_features)
     kid, _ = kernel_distance(gen_features, ref_features)
     tail = "" if extractor.comparable else f"_{extractor.name}"
-    density, coverage = density_coverage(ref_features, gen_features)
-    return {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid,
-            f"{prefix}density{tail}": density, f"{prefix}coverage{tail}": coverage}
+    out = {prefix + fd_name: frechet_distance(mu_g, sigma_g, mu_r, sigma_r), prefix + kd_name: kid}
+    if len(ref_features) > DENSITY_K:  # the k-NN balls need k + 1 reference samples; with fewer, FD/KD only
+        density, coverage = density_coverage(ref_features, gen_features, k=DENSITY_K)
+        out.update({f"{prefix}density{tail}": density, f"{prefix}coverage{tail}": coverage})
+    return out
 
 
 def _image_chunks(G, num_gen: int, seeds_start: int, batch_size: int, chunk: int, truncation_psi: float,
