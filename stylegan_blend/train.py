@@ -96,6 +96,13 @@ def _save_config(cfg: DictConfig, run_dir: Path) -> None:
         write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}))
 
 
+def _same_setting(ours, theirs) -> bool:
+    """Equal, where nested settings compare only the keys both sides name (a key added since has its default)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return all(_same_setting(ours[k], theirs[k]) for k in ours.keys() & theirs.keys())
+    return ours == theirs
+
+
 def check_resume_checkpoint(path: str, module) -> None:
     """Before Lightning loads it: refuse a corrupt, code-carrying or non-finite checkpoint, or one of another
     architecture, in one line (Lightning would answer each with a traceback)."""
@@ -107,7 +114,7 @@ def check_resume_checkpoint(path: str, module) -> None:
         if theirs is None:
             continue
         for key, value in theirs.init_kwargs.items():
-            if ours.init_kwargs.get(key) != value:
+            if not _same_setting(ours.init_kwargs.get(key), value):
                 raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
                                 f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
 
