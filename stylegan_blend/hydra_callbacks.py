@@ -101,17 +101,17 @@ def write_job_record(run_dir: Path, status: str, error: str | None = None, best:
 def best_cell_text(run_dir: Path) -> str | None:
     if not (Path(run_dir) / "metrics.csv").is_file():
         return None
-    try:
-        from .reporting import best_cells
+    from .errors import UserError
+    from .reporting import best_cells
 
+    try:
         best = best_cells(Path(run_dir) / "metrics.csv")
-    except Exception:  # noqa: BLE001 - an unreadable metrics file leaves the cell blank
+    except UserError:  # an unreadable metrics file leaves the cell blank in the summary
         return None
     if not best:
         return None
-    b = best[-1]
-    cell = f"swap{b.swap_res}_{b.direction}" if b.direction else str(b.swap_res)
-    return f"epoch {b.epoch} {cell} {b.metric}={b.value:.4g}"
+    b = best[-1]  # the overall best blend cell (lowest target-domain score)
+    return f"epoch {b.epoch} {b.cell} {b.metric}={b.value:.4g}"
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:
