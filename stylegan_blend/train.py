@@ -71,6 +71,9 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
 
 def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
+    run_dir = run_dir_of(cfg)
+    _preflight.preflight(cfg, run_dir)  # every config check first: before Lightning, logger, data or features
+
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import RichProgressBar
@@ -80,8 +83,6 @@ def train(cfg: DictConfig) -> Path:
     from .data.datamodule import StyleGANDataModule
     from .training.module import StyleGAN2Module
 
-    run_dir = run_dir_of(cfg)
-    _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     saved = run_dir / ".hydra" / "config.yaml"
@@ -144,12 +145,14 @@ def best_blend_value(run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Returns the best blend score, which hyper-parameter sweepers (hparams_search=...) minimise."""
-    from .training.module import TrainingDiverged
-
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
-        expected = isinstance(e, (UserError, TrainingDiverged))
+        expected = isinstance(e, UserError)
+        if not expected:  # imported only here: a config refused by preflight never loads Lightning
+            from .training.module import TrainingDiverged
+
+            expected = isinstance(e, TrainingDiverged)
         if _is_multirun():
             import traceback
 
