@@ -76,6 +76,14 @@ def job_name(num, sweep_dir, task_overrides, sweeper_params=None, limit: int = 1
 OmegaConf.register_new_resolver("job_name", job_name, replace=True)
 
 
+def sweep_paths(base, items) -> str:
+    """A sweep value over folders: names relative to `base` (absolute paths kept), comma-joined."""
+    return ",".join(str(i) if os.path.isabs(str(i)) else f"{base}/{i}" for i in items)
+
+
+OmegaConf.register_new_resolver("sweep_paths", sweep_paths, replace=True)
+
+
 def current_job_name() -> str | None:
     """The job name of the running multirun job, None in a single run."""
     from hydra.core.hydra_config import HydraConfig

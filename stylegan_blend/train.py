@@ -128,6 +128,9 @@ def _launch_rank() -> int:
 
 def train(cfg: DictConfig) -> Path:
     """Fine-tune per `cfg`; returns the run directory."""
+    run_dir = run_dir_of(cfg)
+    _preflight.preflight(cfg, run_dir)  # every config check first: before Lightning, logger, data or features
+
     import pytorch_lightning as pl
     from hydra.utils import instantiate
     from pytorch_lightning.callbacks import RichProgressBar
@@ -141,8 +144,6 @@ def train(cfg: DictConfig) -> Path:
     from .training.precision import check_precision
 
     check_precision(cfg.trainer.precision)
-    run_dir = run_dir_of(cfg)
-    _preflight.preflight(cfg, run_dir)  # every config check before the logger, data or features start
     ckpt_path = _resume_path(cfg, run_dir)
     # one process owns the folder: under SLURM/torchrun every task runs this, with its rank in the environment
     first = _launch_rank() == 0

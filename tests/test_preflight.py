@@ -184,3 +184,15 @@ def test_bad_swap_grid_fails_before_wandb_or_run_folder(tmp_path, data, base_fil
     assert len(err) == 2 and all(line.startswith("error: ") for line in err), r.stderr
     assert "32 not a swap point of a 16 px model" in r.stderr and "trainer.max_epochs='abc'" in r.stderr
     assert not run.exists()  # no run folder, no .hydra, no wandb/
+
+
+def test_output_dir_that_is_a_file_is_one_line_before_hydra_creates_it(tmp_path, data):
+    """Hydra itself creates the run folder before the task starts; a file there used to end in a traceback."""
+    f = tmp_path / "taken"
+    f.write_text("not a folder")
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={data}", *TINY,
+                        f"paths.output_dir={f}"], capture_output=True, text=True, timeout=300)
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(err) == 1, r.stderr
+    assert err[0] == f"error: paths.output_dir={f}: {f} is a file, not a folder; expected a folder the run can write"
+    assert f.read_text() == "not a folder"

@@ -61,3 +61,24 @@ def test_sweep_choices_give_unique_readable_folders_and_a_failing_sweep_exits_1(
     assert all("no such dataset folder" in r_["error"] for r_ in rows)
     assert "0 of 4 job(s) completed" in r.stdout and "2_sweep-swap_grid_path-anime" in r.stdout
     assert r.stderr.strip().splitlines()[-1].startswith("error: 4 of 4 sweep job(s) did not complete")
+
+
+def test_data_x_augment_takes_its_datasets_from_the_command_line(tmp_path):
+    """Seen 5: the preset hard-coded data/anime and data/animation."""
+    from hydra import compose, initialize_config_dir
+
+    from stylegan_blend.train import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        c = compose(config_name="train", overrides=["sweep=data_x_augment"], return_hydra_config=True)
+        assert c.hydra.sweeper.params["data.path"] == "data/anime,data/animation"
+        c = compose(config_name="train", overrides=["sweep=data_x_augment", "sweep_data=[toon,/abs/photo]",
+                                                    "paths.data_dir=/d"], return_hydra_config=True)
+        assert c.hydra.sweeper.params["data.path"] == "/d/toon,/abs/photo"
+    sweep_dir = tmp_path / "sweep"  # the real multirun: 2 datasets x 3 augmentations, named by both
+    r = subprocess.run(_tiny("sweep=data_x_augment", f"paths.data_dir={tmp_path}", "sweep_data=[toon,photo]",
+                             f"hydra.sweep.dir={sweep_dir}"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1  # the folders do not exist: every job fails in preflight, fast
+    names = sorted((p.name for p in sweep_dir.iterdir() if p.is_dir()), key=lambda n: int(n.split("_")[0]))
+    assert names == [f"{i}_path-{d}_augment-{a}" for i, (d, a) in
+                     enumerate((d, a) for d in ("toon", "photo") for a in ("ada", "diffaug", "none"))]
