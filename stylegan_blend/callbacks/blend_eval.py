@@ -198,6 +198,9 @@ class BlendEvalCallback(pl.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         # here the module is on its final device; fail before training on a bad grid, without shifting the seed
+        from ..evaluation.metrics_csv import read_metrics_rows
+
+        read_metrics_rows(self.scorer.run_dir / "metrics.csv")  # a damaged metrics.csv fails now, not after an epoch
         with isolated_rng():
             self.scorer.prepare(device=pl_module.device)
 
