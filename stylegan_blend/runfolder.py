@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from .checkpoints.network import file_sha256, write_text_atomic  # noqa: F401  (re-exported)
 from .errors import UserError
 
 # Entries Hydra writes before our code runs; anything else means the folder holds (part of) a run.
@@ -58,21 +58,6 @@ def claim_run_folder(run_dir: Path, resuming: bool, overwrite: bool, ckpt: str |
     for name in found + [h for h in _HYDRA_ENTRIES if (run_dir / h).exists()]:
         os.replace(run_dir / name, aside / name)
     return f"overwrite=true: moved the previous run in {run_dir} to {aside}; new run in {run_dir}"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file beside `path`, then rename; the temp file is removed if writing fails (full disk)."""
-    from .checkpoints.network import atomic_write
-
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _filter_csv(path: Path, keep) -> int:

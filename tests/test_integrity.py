@@ -71,7 +71,7 @@ def _fail(exc_info) -> tuple[int, str]:
     (["prepare", "synthetic", "{tmp}/out", "--domain", "toon", "--res", "65536"], ["65536", "4096"]),
     (["generate", "--network", "{net}", "--seeds", "0-4294967295", "--outdir", "{tmp}/out"], ["seeds", "at most"]),
     (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "banana"], ["banana"]),
-    (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "cuda:7"], ["cuda"]),
+    (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "cuda:4096"], ["cuda:4096"]),
     (["evaluate", "--network", "{net}", "--data", "{data}", "--extractor", "randcnn", "--device", "cuda:99"], ["cuda:99"]),
     (["blend", "--low", "{net}", "--high", "{net}", "--swap-res", "8", "--out", "{tmp}/out/b.pt", "--device", "tpu"],
      ["tpu"]),

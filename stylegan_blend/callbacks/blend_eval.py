@@ -130,7 +130,7 @@ class BlendScorer:
         atomic rewrite once all of them exist (nothing is dropped before)."""
         from ..evaluation import evaluate_generator
         from ..evaluation.metrics_csv import append_metrics_rows, cell_key
-        from ..runfolder import file_sha256
+        from ..checkpoints.network import file_sha256
 
         self.prepare()
         skip = skip or set()
