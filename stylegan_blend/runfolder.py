@@ -87,6 +87,13 @@ def _int(value, default: int) -> int:
         return default
 
 
+def newest_epoch(run_dir: Path) -> int:
+    """The highest epoch with a checkpoint in the folder (0 if none)."""
+    found = [int(m.group(1)) for p in (Path(run_dir) / "checkpoints").glob("epoch=*.ckpt")
+             if (m := _EPOCH_FILE.search(p.name))]
+    return max(found, default=0)
+
+
 def remove_temp_files(run_dir: Path) -> list[Path]:
     """Temp files left by a killed process (ours are `*.tmp` and `*.tmp.png`)."""
     gone = [p for p in Path(run_dir).rglob("*") if p.is_file() and _TEMP.search(p.name) and "wandb" not in p.parts]

@@ -85,7 +85,7 @@ def _save_config(cfg: DictConfig, run_dir: Path) -> None:
         write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hc}))
 
 
-def check_resume_checkpoint(path: str, module) -> None:
+def check_resume_checkpoint(path: str, module) -> int:
     """Before Lightning loads it: refuse a corrupt, code-carrying or non-finite checkpoint, or one of another
     architecture, in one line (Lightning would answer each with a traceback)."""
     from .checkpoints import load_network
@@ -99,6 +99,7 @@ def check_resume_checkpoint(path: str, module) -> None:
             if ours.init_kwargs.get(key) != value:
                 raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
                                 f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
+    return int(net.meta.get("epoch") or 0)
 
 
 def train(cfg: DictConfig) -> Path:
@@ -110,7 +111,7 @@ def train(cfg: DictConfig) -> Path:
 
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
-    from .runfolder import RunFolder, claim_run_folder
+    from .runfolder import RunFolder, claim_run_folder, newest_epoch
     from .training.module import StyleGAN2Module, TrainingDiverged
 
     missing = sorted(OmegaConf.missing_keys(cfg))
@@ -128,7 +129,12 @@ def train(cfg: DictConfig) -> Path:
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
     if ckpt_path is not None:
-        check_resume_checkpoint(ckpt_path, module)
+        epoch = check_resume_checkpoint(ckpt_path, module)
+        newest = newest_epoch(run_dir)
+        if newest > epoch and Path(ckpt_path).resolve() != (run_dir / "checkpoints" / "last.ckpt").resolve():
+            raise UserError(f"ckpt_path={ckpt_path} is epoch {epoch} but {run_dir} already holds epochs up to "
+                            f"{newest}, which resuming here would replace; resume with ckpt_path=last, or branch "
+                            f"into a new paths.output_dir")
     _save_config(cfg, run_dir)  # only once the run is accepted: a refused start leaves the folder's record as it was
     every = int(cfg.checkpoint.every_n_epochs)
     callbacks = [

@@ -377,3 +377,13 @@ def test_full_disk_while_exporting_a_network_leaves_no_temp(tmp_path, net16, mon
     with pytest.raises(UserError, match="No space left on device"):
         save_network(target, net.G_ema)
     assert target.read_bytes() == before and sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_resuming_an_older_checkpoint_into_its_run_is_refused(tmp_path, dataset):  # noqa: F811
+    out = tmp_path / "run"
+    _fit(_cfg(out, dataset, "trainer.max_epochs=2", "checkpoint.every_n_epochs=1"))
+    before = _snapshot(out)
+    with pytest.raises(UserError) as exc:
+        _fit(_cfg(out, dataset, "trainer.max_epochs=3", f"ckpt_path='{out / 'checkpoints' / 'epoch=0001.ckpt'}'"))
+    _one_error(*_fail(exc), "epoch 1", "up to 2", "ckpt_path=last")
+    assert _snapshot(out) == before
