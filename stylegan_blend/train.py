@@ -192,7 +192,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
-        if _is_multirun():
+        if _is_multirun() and not isinstance(e, Terminated):  # SIGTERM stops the sweep too, with its exit code
             import traceback
 
             out = run_dir_of(cfg)
