@@ -387,3 +387,21 @@ def test_resuming_an_older_checkpoint_into_its_run_is_refused(tmp_path, dataset)
         _fit(_cfg(out, dataset, "trainer.max_epochs=3", f"ckpt_path='{out / 'checkpoints' / 'epoch=0001.ckpt'}'"))
     _one_error(*_fail(exc), "epoch 1", "up to 2", "ckpt_path=last")
     assert _snapshot(out) == before
+
+
+def test_config_and_environment_failures_map_to_one_line(capsys):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 3}})
+    OmegaConf.set_struct(cfg, True)
+    cases = []
+    for make in (lambda: cfg.trainer.max_epoch,  # a typo in a key
+                 lambda: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device", "/x/last.ckpt")),
+                 lambda: (_ for _ in ()).throw(MemoryError("Unable to allocate 64.0 GiB"))):
+        try:
+            make()
+        except BaseException as exc:  # noqa: BLE001
+            cases.append((report_failure(exc), capsys.readouterr().err))
+    for (code, err), word in zip(cases, ("max_epoch", "/x/last.ckpt: no space left", "not enough memory")):
+        _one_error(code, err, word)
+    assert report_failure(ZeroDivisionError()) is None  # a bug is not an expected failure: it keeps its traceback
