@@ -28,6 +28,11 @@ def failure_line(exc: BaseException) -> tuple[str, int] | None:
         return str(exc), getattr(exc, "exit_code", 1)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", 130
+    if type(exc).__name__ == "MisconfigurationException":  # Lightning's word for a bad trainer setting
+        return f"trainer: {str(exc).strip().splitlines()[0]}", 1
+    if type(exc).__module__.startswith("omegaconf"):  # a key or value of the composed config
+        text = str(exc).strip().splitlines()
+        return f"config: {text[0] if text else type(exc).__name__}", 1
     if isinstance(exc, torch.cuda.OutOfMemoryError) or isinstance(exc, MemoryError):
         what = str(exc).strip().splitlines()[0] if str(exc).strip() else "allocation failed"
         return (f"not enough memory ({what[:160]}); use a smaller resolution, batch, --num-gen or number of "

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
+from .checkpoints.network import file_sha256, write_text_atomic  # noqa: F401  (re-exported)
 from .errors import UserError
 
 # Entries Hydra writes before our code runs; anything else means the folder holds (part of) a run.
@@ -60,21 +60,6 @@ def claim_run_folder(run_dir: Path, resuming: bool, overwrite: bool, ckpt: str |
     return f"overwrite=true: moved the previous run in {run_dir} to {aside}; new run in {run_dir}"
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file beside `path`, then rename; the temp file is removed if writing fails (full disk)."""
-    from .checkpoints.network import atomic_write
-
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
 def _filter_csv(path: Path, keep) -> int:
     """Rewrite a CSV keeping rows where keep(row) is true; returns how many were dropped."""
     if not path.is_file():
@@ -100,6 +85,13 @@ def _int(value, default: int) -> int:
         return int(float(value))
     except (TypeError, ValueError):
         return default
+
+
+def newest_epoch(run_dir: Path) -> int:
+    """The highest epoch with a checkpoint in the folder (0 if none)."""
+    found = [int(m.group(1)) for p in (Path(run_dir) / "checkpoints").glob("epoch=*.ckpt")
+             if (m := _EPOCH_FILE.search(p.name))]
+    return max(found, default=0)
 
 
 def remove_temp_files(run_dir: Path) -> list[Path]:

@@ -103,7 +103,7 @@ def _same_setting(ours, theirs) -> bool:
     return ours == theirs
 
 
-def check_resume_checkpoint(path: str, module) -> None:
+def check_resume_checkpoint(path: str, module) -> int:
     """Before Lightning loads it: refuse a corrupt, code-carrying or non-finite checkpoint, or one of another
     architecture, in one line (Lightning would answer each with a traceback)."""
     from .checkpoints import load_network
@@ -117,6 +117,7 @@ def check_resume_checkpoint(path: str, module) -> None:
             if not _same_setting(ours.init_kwargs.get(key), value):
                 raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
                                 f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
+    return int(net.meta.get("epoch") or 0)
 
 
 def _launch_rank() -> int:
@@ -139,7 +140,7 @@ def train(cfg: DictConfig) -> Path:
     from . import tracking
     from .callbacks import AtomicCheckpointIO, EpochCheckpoint, NetworkExport
     from .data.datamodule import StyleGANDataModule
-    from .runfolder import RunFolder, claim_run_folder
+    from .runfolder import RunFolder, claim_run_folder, newest_epoch
     from .training.module import StyleGAN2Module, TrainingDiverged
     from .training.precision import check_precision
 
@@ -157,7 +158,12 @@ def train(cfg: DictConfig) -> Path:
                             mirror=cfg.data.mirror, num_workers=cfg.data.num_workers, seed=cfg.seed)
     module = StyleGAN2Module(plain, run_dir=str(run_dir))
     if ckpt_path is not None:
-        check_resume_checkpoint(ckpt_path, module)
+        epoch = check_resume_checkpoint(ckpt_path, module)
+        newest = newest_epoch(run_dir)
+        if newest > epoch and Path(ckpt_path).resolve() != (run_dir / "checkpoints" / "last.ckpt").resolve():
+            raise UserError(f"ckpt_path={ckpt_path} is epoch {epoch} but {run_dir} already holds epochs up to "
+                            f"{newest}, which resuming here would replace; resume with ckpt_path=last, or branch "
+                            f"into a new paths.output_dir")
     if first:  # only once the run is accepted: a refused start leaves the folder's record as it was
         _save_config(cfg, run_dir)
         tracking.write_training_options(run_dir, plain)
@@ -237,7 +243,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         run_dir = train(cfg)
     except Exception as e:  # noqa: BLE001 - a sweep records a failed job and goes on with the others
-        if _is_multirun():
+        if _is_multirun() and not isinstance(e, Terminated):  # SIGTERM stops the sweep too, with its exit code
             import traceback
 
             out = run_dir_of(cfg)

@@ -22,7 +22,7 @@ import torch
 
 from test_training import TINY_D, TINY_G, dataset  # noqa: F401  (fixture)
 
-EPOCHS = 6
+EPOCHS = 8  # room for three attempts of up to two epochs each, whatever the kill points
 
 
 def _args(out: Path, data: Path, base: Path) -> list[str]:
@@ -78,16 +78,21 @@ def test_kill_and_resume_at_random_points_leaves_a_consistent_run(tmp_path, data
     args = _args(run, dataset, base)
     plan = [signal.SIGKILL, signal.SIGTERM, signal.SIGKILL]
     resumed_from = []
+    epoch_s = None  # one epoch's duration, measured in the first attempt: kill points are fractions of it
     for i, sig in enumerate(plan):
         last = run / "checkpoints" / "last.ckpt"
         start_epoch = torch.load(last, weights_only=True)["stylegan_blend"]["epoch"] if last.exists() else 0
         started = time.time()
         proc = _start(args + (["ckpt_path=last"] if i else []), tmp_path / f"attempt{i}.log")
-        target = start_epoch + 1 + rng.randint(0, 1)  # kill after this attempt's first or second epoch ...
-        deadline = time.time() + 120
-        while _epochs_logged(run, started) < target and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.8))  # ... at a random point inside the following one
+        target = start_epoch + (2 if epoch_s is None else 1)  # kill after this attempt's first (second) epoch ...
+        seen, deadline = {}, time.time() + 120
+        while (done := _epochs_logged(run, started)) < target and proc.poll() is None and time.time() < deadline:
+            seen.setdefault(done, time.time())
+            time.sleep(0.02)
+        seen.setdefault(done, time.time())
+        if epoch_s is None:
+            epoch_s = seen[target] - seen[target - 1]
+        time.sleep(rng.uniform(0.0, 0.9) * epoch_s)  # ... at a random point of the following one
         assert proc.poll() is None, f"{why}: attempt {i} ended before its kill: {(tmp_path / f'attempt{i}.log').read_text()}"
         proc.send_signal(sig)
         rc = proc.wait(timeout=120)

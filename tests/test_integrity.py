@@ -71,7 +71,7 @@ def _fail(exc_info) -> tuple[int, str]:
     (["prepare", "synthetic", "{tmp}/out", "--domain", "toon", "--res", "65536"], ["65536", "4096"]),
     (["generate", "--network", "{net}", "--seeds", "0-4294967295", "--outdir", "{tmp}/out"], ["seeds", "at most"]),
     (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "banana"], ["banana"]),
-    (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "cuda:7"], ["cuda"]),
+    (["generate", "--network", "{net}", "--seeds", "0", "--outdir", "{tmp}/out", "--device", "cuda:4096"], ["cuda:4096"]),
     (["evaluate", "--network", "{net}", "--data", "{data}", "--extractor", "randcnn", "--device", "cuda:99"], ["cuda:99"]),
     (["blend", "--low", "{net}", "--high", "{net}", "--swap-res", "8", "--out", "{tmp}/out/b.pt", "--device", "tpu"],
      ["tpu"]),
@@ -376,3 +376,31 @@ def test_full_disk_while_exporting_a_network_leaves_no_temp(tmp_path, net16, mon
     with pytest.raises(UserError, match="No space left on device"):
         save_network(target, net.G_ema)
     assert target.read_bytes() == before and sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_resuming_an_older_checkpoint_into_its_run_is_refused(tmp_path, dataset):  # noqa: F811
+    out = tmp_path / "run"
+    _fit(_cfg(out, dataset, "trainer.max_epochs=2", "checkpoint.every_n_epochs=1"))
+    before = _snapshot(out)
+    with pytest.raises(UserError) as exc:
+        _fit(_cfg(out, dataset, "trainer.max_epochs=3", f"ckpt_path='{out / 'checkpoints' / 'epoch=0001.ckpt'}'"))
+    _one_error(*_fail(exc), "epoch 1", "up to 2", "ckpt_path=last")
+    assert _snapshot(out) == before
+
+
+def test_config_and_environment_failures_map_to_one_line(capsys):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"trainer": {"max_epochs": 3}})
+    OmegaConf.set_struct(cfg, True)
+    cases = []
+    for make in (lambda: cfg.trainer.max_epoch,  # a typo in a key
+                 lambda: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device", "/x/last.ckpt")),
+                 lambda: (_ for _ in ()).throw(MemoryError("Unable to allocate 64.0 GiB"))):
+        try:
+            make()
+        except BaseException as exc:  # noqa: BLE001
+            cases.append((report_failure(exc), capsys.readouterr().err))
+    for (code, err), word in zip(cases, ("max_epoch", "/x/last.ckpt: no space left", "not enough memory")):
+        _one_error(code, err, word)
+    assert report_failure(ZeroDivisionError()) is None  # a bug is not an expected failure: it keeps its traceback

@@ -164,7 +164,7 @@ class BlendScorer:
         """metrics.csv rows of the given cells (samples written, nothing appended); loads only what they need
         (the base model is needed by blends, the base cell and the paired identity scores)."""
         from ..evaluation.scoring import evaluate_cell, identity_features
-        from ..runfolder import file_sha256
+        from ..checkpoints.network import file_sha256
 
         if not cells:
             return []
@@ -235,13 +235,17 @@ class BlendEvalCallback(pl.Callback):
         return cls(BlendScorer.from_config(cfg, run_dir), every_n_epochs, cfg.get("selection"))
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        # here the module is on its final device; fail before training on a bad grid, without shifting the
-        # seed. Rank 0 checks and loads; every rank raises the same error (one rank alone would hang the others)
+        # here the module is on its final device; fail before training on a bad grid or a damaged metrics.csv,
+        # without shifting the seed. Rank 0 checks and loads; every rank raises the same error (one rank alone
+        # would hang the others)
+        from ..evaluation.metrics_csv import read_metrics_rows
+
         self.scorer.device = str(pl_module.device)
         error = None
         if trainer.global_rank == 0:
             with isolated_rng():
                 try:
+                    read_metrics_rows(self.scorer.run_dir / "metrics.csv")
                     self.scorer.prepare()
                 except UserError as e:
                     error = str(e)
@@ -275,7 +279,7 @@ class BlendEvalCallback(pl.Callback):
             rows.sort(key=lambda r: order[(str(r["swap_res"]), r["direction"])])  # stable: metric order kept
         if trainer.global_rank == 0:
             from ..evaluation.metrics_csv import append_metrics_rows
-            from ..runfolder import file_sha256
+            from ..checkpoints.network import file_sha256
 
             exported = network_path(self.scorer.run_dir, epoch)  # written by rank 0's NetworkExport
             sha = file_sha256(exported) if exported.is_file() else ""

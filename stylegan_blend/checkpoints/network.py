@@ -120,3 +120,18 @@ def atomic_write(path, write: Callable[[Any], None]) -> Path:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes: what metrics.csv rows record to name the network they scored."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

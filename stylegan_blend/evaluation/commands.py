@@ -106,8 +106,10 @@ def evaluate_command(args) -> int:
     if args.csv:
         meta = net.meta or {}
         blend = meta.get("blend") or {}
+        from ..checkpoints.network import file_sha256
+
         cell = dict(epoch=meta.get("epoch"), kimg=meta.get("kimg"), swap_res=blend.get("swap_res", "none"),
-                    direction="")
+                    direction="", network_sha256=file_sha256(args.network))
         append_metrics_rows(args.csv, [dict(cell, **r) for r in rows])
         print(f"appended {len(rows)} rows to {args.csv}")
     return 0

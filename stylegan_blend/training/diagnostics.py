@@ -73,7 +73,7 @@ class EpochDiagnostics:
     def write(self, run_dir: Path, epoch: int, kimg: float, row: dict, module) -> None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        from ..runfolder import write_text_atomic
+        from ..checkpoints.network import write_text_atomic
 
         path = run_dir / "diagnostics.csv"
         buf = io.StringIO()
