@@ -61,7 +61,7 @@ def train_worker(mode: str, args) -> dict:
     if args.device == "cpu" and mode == "gpu":
         extra = extra + ["train.fp16_on_cpu=true"]
     pl.seed_everything(0, verbose=False)
-    cfg = _cfg(args.config, args.batch, extra)
+    cfg = _cfg(args.config, args.batch, args.set + extra)
     module = StyleGAN2Module(cfg)
     res = module.G.img_resolution
     n = args.warmup + args.minibatches
@@ -98,7 +98,7 @@ def nvidia_worker(args) -> dict:
     from nvidia_train_step import NvidiaTrainStep
 
     torch.manual_seed(0)
-    cfg = _cfg(args.config, args.batch, [])
+    cfg = _cfg(args.config, args.batch, args.set)
     G_kwargs, D_kwargs = cfg["model"]["G_kwargs"], cfg["model"]["D_kwargs"]
     step = NvidiaTrainStep(os.environ["NVIDIA_SG2ADA_DIR"], G_kwargs, D_kwargs, cfg["train"], device=args.device)
     res = G_kwargs["img_resolution"]
@@ -129,7 +129,7 @@ def blend_worker(args) -> dict:
     from stylegan_blend.networks import Generator
 
     torch.manual_seed(0)
-    G_kwargs = _cfg(args.config, args.batch, [])["model"]["G_kwargs"]
+    G_kwargs = _cfg(args.config, args.batch, args.set)["model"]["G_kwargs"]
     base, tuned = (Generator(**G_kwargs).eval().to(args.device) for _ in range(2))
     extractor = make_extractor("randcnn", device=args.device)
     res = G_kwargs["img_resolution"]
@@ -161,6 +161,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=8)
     ap.add_argument("--modes", default="gpu,gpu_bf16,fp32", help="comma-separated: " + ",".join(MODES))
     ap.add_argument("--blend-num-gen", type=int, default=1000)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for every figure (the fp32 mode still turns the fp16 blocks off)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -10,7 +10,9 @@ PY=${PYTHON:-.venv/bin/python}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ "${1:-}" == "--cpu" ]]; then
   shift
+  fp16=(--set model.G_kwargs.synthesis_kwargs.num_fp16_res=2 --set model.G_kwargs.synthesis_kwargs.conv_clamp=256
+        --set model.D_kwargs.num_fp16_res=2 --set model.D_kwargs.conv_clamp=256)   # tiny has no fp16 blocks
   exec timeout 1800 "$PY" bench/gpu_check.py --device cpu --config tiny --batch 8 --minibatches 16 --warmup 2 \
-    --blend-num-gen 64 "$@"
+    --blend-num-gen 64 "${fp16[@]}" "$@"
 fi
 exec timeout 470 "$PY" bench/gpu_check.py --device cuda --config paper256 --batch 32 "$@"
