@@ -175,3 +175,20 @@ def test_multirun_through_submitit_local_executor(tmp_path, dataset):  # noqa: F
     jobs = sorted(p.parent.parent.name for p in sweep.glob("*/networks/epoch=0001.pt"))
     assert [j.split("_")[0] for j in jobs] == ["0", "1"] and "seed=" not in "".join(jobs), jobs
     assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2, "both ran as submitit jobs"
+
+
+def test_total_batch_is_split_over_processes_or_refused(dataset):  # noqa: F811
+    from types import SimpleNamespace
+
+    from stylegan_blend.data.datamodule import StyleGANDataModule
+    from stylegan_blend.errors import UserError
+
+    dm = StyleGANDataModule(dataset, resolution=16, batch_size=4)
+    dm.trainer = SimpleNamespace(world_size=2)
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader())).shape[0] == 2
+    dm = StyleGANDataModule(dataset, resolution=16, batch_size=5)
+    dm.trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(UserError, match=r"^train\.batch_size=5 is the total batch over 2 processes and does not "
+                                        r"divide by 2; use a multiple of 2$"):
+        dm.setup("fit")

@@ -124,3 +124,33 @@ def test_gradients_are_nan_to_num_before_each_step_as_nvidia():
     opt = torch.optim.Adam([p])
     StyleGAN2Module.on_before_optimizer_step(None, opt)
     np.testing.assert_array_equal(p.grad.numpy(), np.array([0, 1e5, -1e5, 1.5, -2.0], np.float32))
+
+
+def test_fp16_blocks_match_nvidias_own_fp16_forward():
+    """G and D with the fp16 blocks on (CPU) against NVIDIA's fp16 forward of the same weights and inputs
+    (tests/data/nvidia/fp16.pt, from tools/make_nvidia_fixtures.py): our error against NVIDIA's fp32 output
+    stays within NVIDIA's own fp16-vs-fp32 error."""
+    import json
+    from pathlib import Path
+
+    from stylegan_blend.networks import Discriminator, Generator, set_fp16_mode
+
+    data = Path(__file__).parent / "data" / "nvidia"
+    g, d, f = (torch.load(data / f"{n}.pt", weights_only=True) for n in ("g32_skip", "d32_resnet", "fp16"))
+    G = Generator(**json.loads(json.dumps(g["init_kwargs"]))).eval()
+    G.load_state_dict(g["state_dict"])
+    D = Discriminator(**json.loads(json.dumps(d["init_kwargs"]))).eval()
+    D.load_state_dict(d["state_dict"])
+
+    def err(a, b):
+        return float((a - b).abs().max())
+
+    with torch.no_grad():
+        img32 = G.synthesis(f["ws"], noise_mode="const")
+        img16 = set_fp16_mode(G, "always").synthesis(f["ws"], noise_mode="const")
+        logits16 = set_fp16_mode(D, "always")(f["d_img"])
+    nv_g, nv_d = err(f["img_fp16"], f["img_fp32"]), err(f["logits_fp16"], f["logits_fp32"])
+    assert nv_g > 1e-4 and err(img16, img32) > 0.25 * nv_g, "the fp16 blocks did not run in fp16"
+    assert err(img16, f["img_fp32"]) <= 1.1 * nv_g
+    assert err(img16, f["img_fp16"]) <= 2 * nv_g
+    assert err(logits16, f["logits_fp32"]) <= 1.1 * nv_d and err(logits16, f["logits_fp16"]) <= 0.1 * nv_d

@@ -11,6 +11,8 @@ modules or source are pickled):
   d32_resnet.pt, d16_skip.pt, d16_orig.pt - D init_kwargs, state dict, an input batch and its logits
   g32_skip_seedNNNN_psiX.png   - uint8 images, NVIDIA generate.py convention
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
+  fp16.pt                      - g32_skip / d32_resnet (their state dicts above) run by NVIDIA with the fp16
+                                 blocks on (its code runs fp16 on the CPU too) and with force_fp32, same inputs
 
 Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
 but not used, or used in the wrong place, changes the output. References run NVIDIA's networks with
@@ -140,6 +142,22 @@ def make_discriminator(networks, name: str, kwargs: dict, out: Path, seed: int) 
                out / f"{name}.pt")
 
 
+@torch.no_grad()
+def make_fp16(networks, out: Path) -> None:
+    """NVIDIA's fp16 forward next to its fp32 one for the same weights and inputs (the parity tolerance)."""
+    g, d = torch.load(out / "g32_skip.pt", weights_only=True), torch.load(out / "d32_resnet.pt", weights_only=True)
+    G = networks.Generator(**g["init_kwargs"]).eval()
+    G.load_state_dict(g["state_dict"])
+    D = networks.Discriminator(**d["init_kwargs"]).eval()
+    D.load_state_dict(d["state_dict"])
+    z = torch.from_numpy(np.random.RandomState(7).randn(4, G.z_dim))
+    ws = G.mapping(z, None)
+    img16, img32 = (G.synthesis(ws, noise_mode="const", force_fp32=f).float() for f in (False, True))
+    logits16, logits32 = (D(d["img"], None, force_fp32=f).float() for f in (False, True))
+    torch.save(dict(ws=ws.float(), img_fp16=img16, img_fp32=img32, d_img=d["img"], logits_fp16=logits16,
+                    logits_fp32=logits32), out / "fp16.pt")
+
+
 def manifest(networks) -> dict:
     """Names and shapes of NVIDIA's paper256 networks, with which D tensors Freeze-D turns into buffers."""
     G = networks.Generator(**PAPER256_G_KWARGS)
@@ -175,6 +193,7 @@ def main(argv=None) -> int:
         make_generator(networks, name, kw, out, seed=100 + i)
     for i, (name, kw) in enumerate(D_CASES.items()):
         make_discriminator(networks, name, kw, out, seed=200 + i)
+    make_fp16(networks, out)
     (out / "paper256_manifest.json").write_text(json.dumps(manifest(networks), indent=1) + "\n")
     return 0
 
