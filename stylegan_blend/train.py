@@ -84,6 +84,10 @@ def train(cfg: DictConfig) -> Path:
     if missing:
         raise UserError(f"missing config value(s): {', '.join(missing)}; set them on the command line "
                         f"(e.g. {missing[0]}=...) or choose an experiment=...")
+    if cfg.get("selection") is not None:  # a bad rule fails now, not after training
+        from .selection import selection_options
+
+        selection_options(OmegaConf.to_container(cfg.selection, resolve=True))
     run_dir = run_dir_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
