@@ -2,6 +2,7 @@
 The snapshots hold NVIDIA-produced weights (tests/data/nvidia) in NVIDIA's persistence-pickle layout."""
 import copy
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,6 @@ from PIL import Image
 from stylegan_blend.errors import UserError
 from stylegan_blend.evaluate_run import checkpoint_key, outside_main
 from test_checkpoints import write_nvidia_style_pickle
-from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "nvidia"
 
