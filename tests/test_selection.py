@@ -45,6 +45,7 @@ def test_rule_values_and_infeasible():
     assert select(pts(XY), "knee").value == pytest.approx(0.6)  # 0.2 + 0.4
     assert select(pts(XY), "weighted=0.2", style_scale=2.0).value == pytest.approx(min(
         0.2 * x / 2 + 0.8 * y for x, y in XY))
+    assert select(pts(XY), "min_identity=0.7", style_scale=2.0).value == pytest.approx(0.25)  # C: 0.5 / 2
     none = select(pts([(0.1, 0.5), (0.3, 0.45)]), "min_identity=0.9")
     assert none.point is None and none.value == math.inf and "0.55" in none.note
 
