@@ -142,6 +142,11 @@ def score_outside_run(base: Path, checkpoints: Path, data: Path, out: Path, swap
     base_net = load_network(base)
     res = int(base_net.G_ema.img_resolution)
     del base_net
+    scorer = BlendScorer(run_dir=out, base_path=str(base), data_dir=str(data), resolution=res, swap_res=swap_res,
+                         directions=directions, extractor_name=extractor, num_gen=num_gen, batch_size=batch_size,
+                         inception_path=inception_path, source_data=source_data, device=device,
+                         identity_name=identity, identity_weights=identity_weights, num_identity=identity_num)
+    scorer.prepare()  # a bad grid, data folder or weights file fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
     config = {"blend": {"base": str(Path(base).resolve()), "swap_res": swap_res, "directions": directions},
               "metrics": {"extractor": extractor, "num_gen": num_gen, "identity": identity},
@@ -150,10 +155,6 @@ def score_outside_run(base: Path, checkpoints: Path, data: Path, out: Path, swap
               "scored_from": str(checkpoints.resolve())}
     (out / ".hydra").mkdir(exist_ok=True)  # the report and re-runs read blend.base / selection from here
     (out / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    scorer = BlendScorer(run_dir=out, base_path=str(base), data_dir=str(data), resolution=res, swap_res=swap_res,
-                         directions=directions, extractor_name=extractor, num_gen=num_gen, batch_size=batch_size,
-                         inception_path=inception_path, source_data=source_data, device=device,
-                         identity_name=identity, identity_weights=identity_weights, num_identity=identity_num)
     seen: dict[int, Path] = {}
     with isolated_rng():
         for path in files:

@@ -1,6 +1,8 @@
-"""`stylegan-blend-eval --checkpoints DIR`: score a folder of NVIDIA-format snapshots without a Hydra run."""
+"""`stylegan-blend-eval --checkpoints DIR`: score a folder of NVIDIA-format snapshots without a Hydra run.
+The snapshots hold NVIDIA-produced weights (tests/data/nvidia) in NVIDIA's persistence-pickle layout."""
 import copy
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,8 @@ from PIL import Image
 from stylegan_blend.errors import UserError
 from stylegan_blend.evaluate_run import checkpoint_key, outside_main
 from test_checkpoints import write_nvidia_style_pickle
-from tiny_nets import tiny_nets
+
+DATA = Path(__file__).parent / "data" / "nvidia"
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +21,16 @@ def outside(tmp_path_factory):
     from stylegan_blend.checkpoints import save_network
     from stylegan_blend.data.prepare import prepare_images
 
+    from stylegan_blend.networks import Discriminator, Generator
+
     root = tmp_path_factory.mktemp("outside")
-    nets = tiny_nets()
+    # weights made by NVIDIA's own code (tools/make_nvidia_fixtures.py -> tests/data/nvidia/)
+    g, d = (torch.load(DATA / f"{n}.pt", weights_only=True) for n in ("g32_skip", "d32_resnet"))
+    G = Generator(**g["init_kwargs"])
+    G.load_state_dict(g["state_dict"])
+    D = Discriminator(**d["init_kwargs"])
+    D.load_state_dict(d["state_dict"])
+    nets = {"G_ema": G.eval(), "G": copy.deepcopy(G), "D": D}
     save_network(root / "base.pt", nets["G_ema"], G=nets["G"], D=nets["D"])
     snaps = root / "snapshots"
     snaps.mkdir()
@@ -29,7 +40,8 @@ def outside(tmp_path_factory):
         with torch.no_grad():
             for p in tuned["G_ema"].synthesis.parameters():
                 p.add_(torch.randn_like(p) * 0.1 * (i + 1))
-        write_nvidia_style_pickle(snaps / f"network-snapshot-{kimg:06d}.pkl", tuned, root / "marker.txt")
+        write_nvidia_style_pickle(snaps / f"network-snapshot-{kimg:06d}.pkl", tuned, root / "marker.txt",
+                                  G_kwargs=g["init_kwargs"])
     (snaps / "notes.txt").write_text("not a checkpoint")
     raw = root / "raw"
     raw.mkdir()
@@ -68,8 +80,6 @@ def test_scores_a_folder_of_nvidia_snapshots(outside, capsys):
 
 
 def test_checkpoint_keys_and_bad_input(outside, tmp_path):
-    from pathlib import Path
-
     assert checkpoint_key(Path("x/epoch=0012.pt"), {}) == (12, 0.0, "file name")
     assert checkpoint_key(Path("a.pt"), {"epoch": 3, "kimg": 1.5}) == (3, 1.5, "metadata")
     assert checkpoint_key(Path("020000.pt"), {"args": {"batch": 16}}) == (20000, 320.0, "rosinality iteration")

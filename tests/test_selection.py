@@ -45,6 +45,7 @@ def test_rule_values_and_infeasible():
     assert select(pts(XY), "knee").value == pytest.approx(0.6)  # 0.2 + 0.4
     assert select(pts(XY), "weighted=0.2", style_scale=2.0).value == pytest.approx(min(
         0.2 * x / 2 + 0.8 * y for x, y in XY))
+    assert select(pts(XY), "min_identity=0.7", style_scale=2.0).value == pytest.approx(0.25)  # C: 0.5 / 2
     none = select(pts([(0.1, 0.5), (0.3, 0.45)]), "min_identity=0.9")
     assert none.point is None and none.value == math.inf and "0.55" in none.note
 
@@ -62,3 +63,25 @@ def test_per_epoch_uses_run_ranges():
 def test_bad_rules(bad):
     with pytest.raises(UserError):
         parse_rule(bad)
+
+
+def test_bad_rule_in_the_training_config_fails_before_training(tmp_path):
+    from test_training import _cfg
+
+    from stylegan_blend.train import train
+
+    for bad, match in (("selection=weighted selection.param=1.5", "must be in"), ("selection.rule=best", "best")):
+        cfg = _cfg(tmp_path / "run", tmp_path / "no-data", *bad.split())
+        with pytest.raises(UserError, match=match):
+            train(cfg)
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_report_says_when_no_cell_satisfies_the_rule(tmp_path):
+    from test_report import IDL, KID, make_run
+
+    from stylegan_blend.reporting import build_report
+
+    run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
+    html = build_report([run], rule="min_identity=0.95").read_text()
+    assert "No blend cell satisfies <code>min_identity=0.95</code>: no cell keeps identity ≥ 0.95; highest is 0.9" in html

@@ -96,6 +96,9 @@ def _metric_header(metric: str, rows) -> str:
 
 
 def _best_block(s: RunSection) -> str:
+    if s.overall is None and s.selection is not None and s.selection.points:
+        return (f'<p class="note">No blend cell satisfies <code>{escape(str(s.selection.rule))}</code>: '
+                f"{escape(s.selection.overall.note)}. Nothing to export; try another rule.</p>")
     if s.overall is None:
         return f'<p class="note">No blend cell has a {escape(s.metric)} score yet: nothing to export.</p>'
     b = s.overall
