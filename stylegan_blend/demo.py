@@ -56,14 +56,18 @@ def sha256(path: Path) -> str:
 
 def build_base(out: Path, photo: Path, epochs: int, base: Path) -> Path:
     """Pre-train the base on "photo" and store its final G_ema + D in half precision (< 2 MB)."""
-    from stylegan_blend.checkpoints import load_network, save_network
-
     run = out / "base_run"
     shutil.rmtree(run, ignore_errors=True)
     _run(_train("experiment=demo_base", f"data.path={photo}", f"trainer.max_epochs={epochs}",
                 f"paths.output_dir={run}", "trainer.enable_progress_bar=false"))
-    final = sorted((run / "networks").glob("epoch=*.pt"))[-1]
-    net = load_network(final)
+    return package_base(sorted((run / "networks").glob("epoch=*.pt"))[-1], base, epochs)
+
+
+def package_base(export: Path, base: Path, epochs: int) -> Path:
+    """An exported G_ema + D in half precision (< 2 MB), with its SHA-256 and the command beside it."""
+    from stylegan_blend.checkpoints import load_network, save_network
+
+    net = load_network(export)
     base.parent.mkdir(parents=True, exist_ok=True)
     save_network(base, net.G_ema.half(), D=net.D.half(), meta={"source": "make demo-base", "kimg": net.meta.get("kimg"),
                                                                 "epoch": net.meta.get("epoch")})
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--base", default=str(DEFAULT_BASE), help="base network (built here if missing)")
     p.add_argument("--fresh", action="store_true", help="rebuild the base network instead of using the committed one")
     p.add_argument("--build-base", action="store_true", help="only (re)build experiments/demo/base.pt")
-    p.add_argument("--base-epochs", type=int, default=80)
+    p.add_argument("--base-epochs", type=int, default=40)
     p.add_argument("--photo", type=int, default=2000, help="synthetic photo faces")
     p.add_argument("--toon", type=int, default=300, help="synthetic toon faces (the small stylised set)")
     p.add_argument("--epochs", type=int, default=18)
