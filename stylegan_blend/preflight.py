@@ -122,6 +122,13 @@ def check_training_config(cfg: DictConfig, run_dir: Path | None = None) -> list[
     except Exception as exc:  # noqa: BLE001 - an unresolvable interpolation is a config problem
         raise ConfigErrors([f"config cannot be resolved: {exc}"]) from None
 
+    if cfg.get("selection") is not None:  # a bad rule fails now, not after training
+        from .selection import selection_options
+
+        try:
+            selection_options(OmegaConf.to_container(cfg.selection, resolve=True))
+        except UserError as e:
+            problems.append(str(e))
     _int(cfg, "trainer.max_epochs", 1, problems)
     _int(cfg, "checkpoint.every_n_epochs", 1, problems, " (checkpoint and score every K epochs)")
     batch = _int(cfg, "train.batch_size", 1, problems)

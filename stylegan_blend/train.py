@@ -145,10 +145,6 @@ def train(cfg: DictConfig) -> Path:
     from .training.precision import check_precision
 
     check_precision(cfg.trainer.precision)
-    if cfg.get("selection") is not None:  # a bad rule fails now, not after training
-        from .selection import selection_options
-
-        selection_options(OmegaConf.to_container(cfg.selection, resolve=True))
     ckpt_path = _resume_path(cfg, run_dir)
     # one process owns the folder: under SLURM/torchrun every task runs this, with its rank in the environment
     first = _launch_rank() == 0

@@ -298,8 +298,14 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
         assert re.fullmatch(r"\d+_augment-(ada|diffaug)_g_lr-[0-9.e-]+_r1_gamma-[0-9.e-]+_freeze_d-[024]",
                             p.parent.name), p.parent.name
     summary = {r["folder"]: r for r in _rows(sweep_dir / "summary.csv")}
-    for p, v in zip(runs, values):  # the summary's best cell is the run's best blend score
+    from stylegan_blend.train import run_selection
+
+    for p in runs:  # the summary's best cell is the cell the run's selection rule picks
         assert summary[p.parent.name]["status"] == "completed"
-        m = re.fullmatch(r"epoch 1 swap[48]_low_base kd_randcnn=(\S+)", summary[p.parent.name]["best"])
-        assert m and float(m.group(1)) == pytest.approx(v, rel=1e-3), summary[p.parent.name]
+        m = re.fullmatch(r"overall best by knee: (\S+) style=(\S+) identity_loss=(\S+) \(e1·s[48], .*",
+                         summary[p.parent.name]["best"])
+        chosen = run_selection(p.parent).overall.point
+        assert m and m.group(1) == chosen.cell, summary[p.parent.name]
+        assert float(m.group(2)) == pytest.approx(chosen.style, rel=1e-3)
+        assert float(m.group(3)) == pytest.approx(chosen.identity, rel=1e-3)
     assert result["best_value"] == pytest.approx(min(values))
