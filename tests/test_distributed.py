@@ -15,14 +15,11 @@ import pytest
 import torch
 
 from test_blend_eval import base  # noqa: F401 - tiny base network fixture
-from test_training import _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
+from test_training import TINY_MODEL, _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
 
 TESTS = Path(__file__).resolve().parent
 # the README's multi-GPU command, sized for the CPU: 16 px, total batch 4 (2 per process), gloo
-TINY = ["model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
-        "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
-        "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
-        "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "train.r1_interval=2",
+TINY = [*TINY_MODEL, "train.r1_interval=2",
         "train.pl_interval=2", "trainer.enable_progress_bar=false", "train.diagnostics.num_images=4",
         "train.diagnostics.grid_size=4", "augment=none"]
 

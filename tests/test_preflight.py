@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from test_training import TINY_MODEL
+
 
 def _images(folder: Path, n: int = 12) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,10 +37,7 @@ def data_noval(tmp_path_factory) -> Path:
     return dst
 
 
-TINY = ["model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
-        "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
-        "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
-        "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "trainer.accelerator=cpu",
+TINY = [*TINY_MODEL, "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false", "logger=none", "augment=none", "trainer.max_epochs=1",
         "train.diagnostics.num_images=4", "train.diagnostics.grid_size=4"]
 

@@ -105,12 +105,13 @@ def dataset(tmp_path_factory) -> Path:
 
 
 # a 16 px model small enough for a CPU test, and a quiet trainer (also for command lines in other tests)
-TINY_OVERRIDES = [
+TINY_MODEL = [
     "model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
     "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
     "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
-    "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
-    "train.r1_interval=2", "train.pl_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+    "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4"]
+TINY_OVERRIDES = [
+    *TINY_MODEL, "train.r1_interval=2", "train.pl_interval=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
     "logger=none", "callbacks.blend_eval=false", "train.diagnostics.num_images=4",
     "train.diagnostics.grid_size=4", "augment=none"]
 

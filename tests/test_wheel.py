@@ -8,13 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_training import dataset  # noqa: F401  (fixture)
+from test_training import TINY_MODEL, dataset  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["model.resolution=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
-        "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
-        "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16",
-        "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "logger=none", "augment=none",
+TINY = [*TINY_MODEL, "logger=none", "augment=none",
         "callbacks.blend_eval=false", "trainer.enable_progress_bar=false", "train.diagnostics.num_images=4",
         "train.diagnostics.grid_size=4", "trainer.max_epochs=1", "checkpoint.every_n_epochs=1"]
 
