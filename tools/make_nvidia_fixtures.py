@@ -13,6 +13,11 @@ modules or source are pickled):
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
   fp16.pt                      - g32_skip / d32_resnet (their state dicts above) run by NVIDIA with the fp16
                                  blocks on (its code runs fp16 on the CPU too) and with force_fp32, same inputs
+  train_step.pt                - one minibatch of NVIDIA's training loop (StyleGAN2Loss phases Gmain, Greg,
+                                 Dmain, Dreg, nan_to_num'd gradients) on a tiny 16 px G/D, fp32 and with the fp16
+                                 blocks on: the inputs, every random draw, losses, per-phase gradients (fp32)
+                                 and, per gradient tensor, NVIDIA's own fp16-vs-fp32 relative error (the full
+                                 fp16 gradients only for Dreg)
 
 Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
 but not used, or used in the wrong place, changes the output. References run NVIDIA's networks with
@@ -158,6 +163,127 @@ def make_fp16(networks, out: Path) -> None:
                     logits_fp32=logits32), out / "fp16.pt")
 
 
+# One minibatch of NVIDIA's training loop on a tiny G/D (paper256's skip G / resnet D, fp16 on b8 and b16).
+STEP_G = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+              synthesis_kwargs=dict(channel_base=128, channel_max=16, num_fp16_res=2, conv_clamp=256))
+STEP_D = dict(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16, num_fp16_res=2,
+              conv_clamp=256, block_kwargs={}, mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=4))
+STEP_TRAIN = dict(batch_size=4, r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01,
+                  pl_batch_shrink=2, style_mixing=0.0)
+STEP_PHASES = (("Gmain", "G", 1), ("Greg", "G", STEP_TRAIN["pl_interval"]), ("Dmain", "D", 1),
+               ("Dreg", "D", STEP_TRAIN["r1_interval"]))
+
+
+class RandomDraws:
+    """Records (or replays) every torch.randn / randn_like a phase makes: the synthesis noise and the path-length
+    noise, so another implementation can be fed exactly the same random numbers."""
+
+    def __init__(self, replay=None):
+        self.draws = [] if replay is None else list(replay)
+        self.replay = replay is not None
+
+    def __enter__(self):
+        self.saved = torch.randn, torch.randn_like
+
+        def take(shape, like_dtype=torch.float32):
+            if self.replay:
+                t = self.draws.pop(0)
+                assert tuple(t.shape) == tuple(shape), (t.shape, shape)
+                return t.clone().to(like_dtype)
+            t = self.saved[0](*shape)
+            self.draws.append(t.clone())
+            return t.to(like_dtype)
+
+        def randn(*size, **kw):
+            shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (list, tuple)) else size
+            return take(shape, kw.get("dtype") or torch.float32).to(kw.get("device") or "cpu")
+
+        torch.randn = randn
+        torch.randn_like = lambda x, **kw: take(x.shape, kw.get("dtype") or x.dtype).to(x.device)
+        return self
+
+    def __exit__(self, *exc):
+        torch.randn, torch.randn_like = self.saved
+
+
+def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, fp16: bool) -> dict:
+    """NVIDIA's training_loop phase sequence for one minibatch without the optimizer steps (so every phase sees the
+    same weights): requires_grad_ on the phase's module, accumulate_gradients with the phase's gain, nan_to_num of
+    the gradients. Returns losses, gradients per phase, pl_mean and w_avg. `draws` None: record every random draw
+    (returned under "draws"); otherwise replay them phase by phase."""
+    gk = json.loads(json.dumps(STEP_G))
+    dk = json.loads(json.dumps(STEP_D))
+    if not fp16:
+        gk["synthesis_kwargs"]["num_fp16_res"] = 0
+        dk["num_fp16_res"] = 0
+    G = networks.Generator(**gk).train().requires_grad_(False)
+    D = networks.Discriminator(**dk).train().requires_grad_(False)
+    G.load_state_dict(sd_G)
+    D.load_state_dict(sd_D)
+    t = STEP_TRAIN
+    loss = loss_mod.StyleGAN2Loss(device=torch.device("cpu"), G_mapping=G.mapping, G_synthesis=G.synthesis, D=D,
+                                  style_mixing_prob=t["style_mixing"], r1_gamma=t["r1_gamma"],
+                                  pl_batch_shrink=t["pl_batch_shrink"], pl_decay=t["pl_decay"],
+                                  pl_weight=t["pl_weight"])
+    seen = {}  # the per-sample loss terms NVIDIA reports, by name
+    report = loss_mod.training_stats.report
+    loss_mod.training_stats.report = lambda name, value: seen.setdefault(name, value.detach().float().mean())
+    c = torch.zeros([real.shape[0], 0])
+    out = dict(grads={}, losses={}, draws={})
+    try:
+        for phase, which, gain in STEP_PHASES:
+            module = G if which == "G" else D
+            seen.clear()
+            with RandomDraws(replay=None if draws is None else draws[phase]) as rd:
+                module.requires_grad_(True)
+                loss.accumulate_gradients(phase=phase, real_img=real, real_c=c, gen_z=zs[phase], gen_c=c,
+                                          sync=True, gain=gain)
+                module.requires_grad_(False)
+            grads = {}
+            for name, p in module.named_parameters():
+                if p.grad is not None:
+                    misc.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+                    grads[name] = p.grad.detach().clone()
+                    p.grad = None
+            out["grads"][phase] = grads
+            out["draws"][phase] = rd.draws
+            key = {"Gmain": "Loss/G/loss", "Greg": "Loss/pl_penalty", "Dmain": "Loss/D/loss",
+                   "Dreg": "Loss/r1_penalty"}[phase]
+            out["losses"][phase] = seen[key].clone()
+    finally:
+        loss_mod.training_stats.report = report
+    out["pl_mean"] = loss.pl_mean.clone()
+    out["w_avg"] = G.mapping.w_avg.clone()
+    return out
+
+
+def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> None:
+    torch.manual_seed(seed)
+    G = networks.Generator(**STEP_G)
+    D = networks.Discriminator(**STEP_D)
+    gen = torch.Generator().manual_seed(seed)
+    randomise(G, gen)
+    randomise(D, gen)
+    sd_G, sd_D = state_dict_of(G), state_dict_of(D)
+    n = STEP_TRAIN["batch_size"]
+    real = torch.rand([n, 3, 16, 16], generator=gen) * 2 - 1
+    zs = {phase: torch.randn([n, STEP_G["z_dim"]], generator=gen) for phase, _, _ in STEP_PHASES}
+    torch.manual_seed(seed + 1)  # the fp32 run records the random draws, the fp16 run replays the same numbers
+    runs = {"fp32": run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, None, fp16=False)}
+    draws = runs["fp32"].pop("draws")
+    runs["fp16"] = run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, fp16=True)
+    del runs["fp16"]["draws"]
+    # the fp16 gradients only serve as NVIDIA's own fp16-vs-fp32 error (the tolerance): keep that, per tensor
+    g16 = runs["fp16"].pop("grads")
+    runs["fp16"]["grad_rel_err"] = {
+        phase: {n: float((g.double() - runs["fp32"]["grads"][phase][n].double()).norm()
+                         / runs["fp32"]["grads"][phase][n].double().norm().clamp_min(1e-30)) for n, g in grads.items()}
+        for phase, grads in g16.items()}
+    runs["fp16"]["grads"] = {"Dreg": g16["Dreg"]}  # R1 on the reals: the same inputs reach D, so compared directly
+    torch.save(dict(G_kwargs=plain(STEP_G), D_kwargs=plain(STEP_D), train=STEP_TRAIN, G=sd_G, D=sd_D, real=real,
+                    z=zs, draws=draws, **{mode: run for mode, run in runs.items()}), out / "train_step.pt")
+
+
 def manifest(networks) -> dict:
     """Names and shapes of NVIDIA's paper256 networks, with which D tensors Freeze-D turns into buffers."""
     G = networks.Generator(**PAPER256_G_KWARGS)
@@ -183,12 +309,20 @@ def main(argv=None) -> int:
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
+    ap.add_argument("--only", choices=["train_step"], help="regenerate just this fixture")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
     networks = import_nvidia(args.nvidia_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    from torch_utils import misc  # noqa: PLC0415 - NVIDIA's, importable once import_nvidia put it on the path
+    from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
+    from training import loss as loss_mod  # noqa: PLC0415
+    conv2d_gradfix.enabled = False  # its custom op exists only for CUDA with torch 1.7-1.9
+    make_train_step(networks, loss_mod, misc, out)
+    if args.only:
+        return 0
     for i, (name, kw) in enumerate(G_CASES.items()):
         make_generator(networks, name, kw, out, seed=100 + i)
     for i, (name, kw) in enumerate(D_CASES.items()):
