@@ -7,6 +7,8 @@ memory) reads the same everywhere and never as a traceback. Anything else is a b
 from __future__ import annotations
 
 import errno
+import importlib
+import re
 import sys
 
 
@@ -24,6 +26,9 @@ def failure_line(exc: BaseException) -> tuple[str, int] | None:
     """(message, exit code) for an expected failure; None for a bug."""
     import torch
 
+    if type(exc).__name__ == "ProcessRaisedException":  # a ddp_spawn worker's failure, as traceback text
+        inner = _worker_exception(str(exc))
+        return failure_line(inner) if inner is not None else None
     if isinstance(exc, UserError) or getattr(exc, "expected", False):
         return str(exc), getattr(exc, "exit_code", 1)
     if isinstance(exc, KeyboardInterrupt):
@@ -45,6 +50,21 @@ def failure_line(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, RuntimeError) and _is_device_error(str(exc)):
         return f"device not available ({str(exc).strip().splitlines()[0][:160]}); expected cpu or an available cuda[:N]", 1
     return None
+
+
+def _worker_exception(text: str) -> BaseException | None:
+    """torch.multiprocessing hands the parent only the worker's formatted traceback; rebuild the exception from its
+    last line (`package.module.Class: message`) so an expected failure in a worker still reads as one line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    m = re.match(r"^([A-Za-z_][\w.]*)\.([A-Za-z_]\w*): (.+)$", lines[-1]) if lines else None
+    if m is None:
+        return None
+    module, name, message = m.groups()
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return cls(message) if isinstance(cls, type) and issubclass(cls, BaseException) else None
+    except Exception:  # noqa: BLE001 - not importable or not constructible from a message: keep the traceback
+        return None
 
 
 def _is_device_error(text: str) -> bool:

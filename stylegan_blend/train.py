@@ -252,7 +252,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             found = failure_line(e)
             line = f"error: {found[0]}" if found else f"error: {type(e).__name__}: {e}"
             hydra_callbacks.write_job_record(out, "failed", error=line.splitlines()[0])
-            print(f"error: job {out.name} failed: {e}", file=sys.stderr)
+            print(f"error: job {out.name} failed: {found[0] if found else e}", file=sys.stderr)
             return float("inf")
         code = report_failure(e)
         if code is None:

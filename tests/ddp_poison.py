@@ -1,12 +1,17 @@
 """`python tests/ddp_poison.py RANK EPOCH <train overrides>`: stylegan-blend-train with D's output bias set to
 NaN before every batch from epoch index EPOCH on, on one global rank only (fault injection for the DDP test)."""
+import os
 import sys
 
 import torch
 
 from stylegan_blend.training.module import StyleGAN2Module
 
-RANK, EPOCH = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+if "DDP_POISON" in os.environ:  # a ddp_spawn worker re-imports this file with the parent's (popped) argv
+    RANK, EPOCH = map(int, os.environ["DDP_POISON"].split(","))
+else:
+    RANK, EPOCH = int(sys.argv.pop(1)), int(sys.argv.pop(1))
+    os.environ["DDP_POISON"] = f"{RANK},{EPOCH}"
 _step = StyleGAN2Module.training_step
 
 

@@ -104,6 +104,22 @@ def test_nan_on_one_rank_stops_every_rank_with_the_message(slurm_run):
                           f"last good checkpoint: {out / 'checkpoints' / 'last.ckpt'}"), err
 
 
+@pytest.mark.timeout(240)
+def test_nan_on_one_spawned_worker_ends_with_the_one_error_line(tmp_path, dataset):  # noqa: F811
+    """Outside SLURM `trainer=ddp` spawns its workers; rank 1's TrainingDiverged reaches the parent only as torch's
+    ProcessRaisedException (traceback text): the command still ends with the one error line, exit code 1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    r = subprocess.run([sys.executable, str(TESTS / "ddp_poison.py"), "1", "0", "trainer=ddp", "trainer.accelerator=cpu",
+                        f"data.path={dataset}", "logger=none", f"paths.output_dir={tmp_path / 'run'}",
+                        "trainer.max_epochs=2", "train.max_nonfinite=2", "callbacks.blend_eval=false", *TINY],
+                       capture_output=True, text=True, timeout=220,
+                       env=dict(env, PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)])))
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert err == ["error: phase Gmain: 2 non-finite losses in a row at kimg 0.0; last good checkpoint: "
+                   "none saved yet"], r.stderr[-3000:]
+
+
 @pytest.mark.timeout(120)
 def test_blend_scores_split_over_ranks_equal_one_process(slurm_run, tmp_path):
     """The 2-rank metrics.csv against the same checkpoint scored by one process."""
