@@ -65,8 +65,36 @@ def _wandb_name(cfg: DictConfig, run_dir: Path) -> str:
     return hydra_callbacks.current_job_name() or f"{cfg.name}/{run_dir.name}"
 
 
+def slurm_restart_count() -> int:
+    """How many times SLURM has requeued this job (preemption, timeout, `scontrol requeue`); 0 outside SLURM."""
+    import os
+
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return 0
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    except ValueError:
+        return 0
+
+
+def requeued_checkpoint(run_dir: Path) -> str | None:
+    """A requeued SLURM job re-runs its command unchanged: continue from the newest state it left, Lightning's
+    `hpc_ckpt_N.ckpt` (written when SLURM sent the requeue signal) or `checkpoints/last.ckpt` (an epoch finished
+    in the grace period after the signal is newer)."""
+    found = [p for p in [*Path(run_dir).glob("hpc_ckpt_*.ckpt"), Path(run_dir) / "checkpoints" / "last.ckpt"]
+             if p.is_file()]
+    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
+
+
 def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.ckpt_path in (None, ""):
+        if slurm_restart_count() > 0:
+            found = requeued_checkpoint(run_dir)
+            print(f"SLURM requeue {slurm_restart_count()}: " + (f"resuming from {found}" if found else
+                                                                 "no checkpoint yet, starting over"), file=sys.stderr)
+            return found
         return None
     if cfg.ckpt_path == "last":
         last = run_dir / "checkpoints" / "last.ckpt"
@@ -149,8 +177,8 @@ def train(cfg: DictConfig) -> Path:
     # one process owns the folder: under SLURM/torchrun every task runs this, with its rank in the environment
     first = _launch_rank() == 0
     if first:
-        print(claim_run_folder(run_dir, cfg.ckpt_path not in (None, ""), bool(cfg.get("overwrite", False)),
-                               ckpt_path))
+        resuming = cfg.ckpt_path not in (None, "") or slurm_restart_count() > 0
+        print(claim_run_folder(run_dir, resuming, bool(cfg.get("overwrite", False)), ckpt_path))
     run_dir.mkdir(parents=True, exist_ok=True)
     plain = OmegaConf.to_container(cfg, resolve=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -174,6 +202,10 @@ def train(cfg: DictConfig) -> Path:
         EpochCheckpoint(every, dirpath=str(run_dir / "checkpoints"), filename="epoch={epochs_done:04.0f}",
                         auto_insert_metric_name=False, save_last=bool(cfg.checkpoint.save_last)),
     ]
+    if slurm_or(True, False):
+        from .callbacks.requeue import SlurmRequeue
+
+        callbacks.append(SlurmRequeue())
     if cfg.callbacks.blend_eval and cfg.blend.base:
         from .callbacks.blend_eval import BlendEvalCallback
 

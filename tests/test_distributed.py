@@ -30,16 +30,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _slurm_tasks(cmd: list[str], ntasks: int = 2, timeout: int = 240) -> list[subprocess.CompletedProcess]:
+def _slurm_tasks(cmd: list[str], ntasks: int = 2, timeout: int = 240, job_id: str | None = None,
+                 **extra_env: str) -> list[subprocess.CompletedProcess]:
     """Start `cmd` once per task with the variables srun gives each task of a one-node job."""
-    job_id = str(random.randint(100000, 999999))
+    job_id = job_id or str(random.randint(100000, 999999))
     procs = []
     for rank in range(ntasks):
         env = dict(os.environ, SLURM_NTASKS=str(ntasks), SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_NNODES="1",
                    SLURM_NODEID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODELIST="localhost",
                    SLURM_JOB_ID=job_id, SLURM_JOB_NAME="stylegan-blend", MASTER_PORT=str(_free_port() if rank == 0
                                                                                           else port),
-                   PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)]))
+                   PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)]), **extra_env)
         port = int(env["MASTER_PORT"])
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out = []
@@ -205,3 +206,97 @@ def test_total_batch_is_split_over_processes_or_refused(dataset):  # noqa: F811
     with pytest.raises(UserError, match=r"^train\.batch_size=5 is the total batch over 2 processes and does not "
                                         r"divide by 2; use a multiple of 2$"):
         dm.setup("fit")
+
+
+def _fake_scontrol(tmp_path: Path) -> dict:
+    """PATH with an `scontrol` that records its arguments (the requeue request) instead of talking to SLURM."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/sh\necho "$@" >> "$SCONTROL_LOG"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    return dict(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", SCONTROL_LOG=str(tmp_path / "scontrol.log"))
+
+
+def _requeue_cmd(run: Path, dataset: Path, rank: int, at: int, *extra: str) -> list[str]:
+    return [sys.executable, str(TESTS / "slurm_preempt.py"), str(rank), str(at), f"data.path={dataset}",
+            "logger=none", "callbacks.blend_eval=false", f"paths.output_dir={run}", "trainer.max_epochs=3",
+            "checkpoint.every_n_epochs=1", *TINY, *extra]
+
+
+@pytest.mark.timeout(300)
+def test_slurm_requeue_resumes_exactly_where_the_signal_stopped_it(tmp_path, dataset):  # noqa: F811
+    """SLURM's requeue signal (SIGUSR1) in the middle of epoch 2: the minibatch finishes, hpc_ckpt_1.ckpt is saved,
+    `scontrol requeue JOB` is asked, the attempt exits 143 with one line. The requeued job (same command,
+    SLURM_RESTART_COUNT=1) resumes from that file and ends with the same weights as a run never interrupted."""
+    run, env = tmp_path / "run", _fake_scontrol(tmp_path)
+    (first,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, 4, "trainer=cpu"), ntasks=1, job_id="4242", **env)
+    err = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    assert first.returncode == 143 and err == [
+        f"error: SLURM requeue signal: saved {run / 'hpc_ckpt_1.ckpt'} after minibatch 5 (kimg 0.02); job 4242 "
+        f"requeued; it resumes from this checkpoint"], first.stderr[-3000:]
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+    (again,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, 4, "trainer=cpu"), ntasks=1, job_id="4242",
+                            SLURM_RESTART_COUNT="1", **env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"SLURM requeue 1: resuming from {run / 'hpc_ckpt_1.ckpt'}" in again.stderr
+    whole = subprocess.run([sys.executable, "-m", "stylegan_blend.train", *_requeue_cmd(tmp_path / "whole", dataset,
+                                                                                         0, 4, "trainer=cpu")[4:]],
+                           capture_output=True, text=True, timeout=200, env={
+                               k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    a, b = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (run, tmp_path / "whole"))
+    assert a["stylegan_blend"]["minibatch"] == b["stylegan_blend"]["minibatch"] == 3 * 16 // 4  # 16 train images
+    assert a["stylegan_blend"]["nimg"] == b["stylegan_blend"]["nimg"]
+    for k in b["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+
+
+@pytest.mark.timeout(300)
+def test_requeue_signal_on_one_rank_stops_both_at_the_same_minibatch(tmp_path, dataset):  # noqa: F811
+    """Two SLURM tasks, the signal reaches rank 1 only: the request is all-reduced, both ranks save the same
+    minibatch and stop with the line; requeued, the two tasks finish the run with the counts of an unbroken one."""
+    run, env = tmp_path / "run", _fake_scontrol(tmp_path)
+    results = _slurm_tasks(_requeue_cmd(run, dataset, 1, 1, "trainer=ddp", "trainer.accelerator=cpu"), job_id="77",
+                           **env)
+    for r in results:
+        err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        assert r.returncode == 143 and len(err) == 1, r.stderr[-3000:]
+        assert err[0].startswith(f"error: SLURM requeue signal: saved {run / 'hpc_ckpt_1.ckpt'} after minibatch 2 ")
+    assert (tmp_path / "scontrol.log").read_text() == "requeue 77\n", "rank 0 alone asks for the requeue"
+    results = _slurm_tasks(_requeue_cmd(run, dataset, 1, 1, "trainer=ddp", "trainer.accelerator=cpu"), job_id="77",
+                           SLURM_RESTART_COUNT="1", **env)
+    assert all(r.returncode == 0 for r in results), results[0].stderr[-3000:] + results[1].stderr[-3000:]
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["stylegan_blend"]
+    n_train = 16  # the dataset fixture: 20 images, 4 held out
+    assert state["minibatch"] == 3 * (n_train // 4) and state["nimg"] == 3 * (n_train // 4) * 4, state
+
+
+@pytest.mark.timeout(120)
+def test_cluster_preset_submits_one_task_per_gpu_with_the_requeue_signal(tmp_path, dataset):  # noqa: F811
+    """The README's SLURM command through Hydra's real submitit launcher, up to `sbatch` (a stand-in records the
+    script and refuses): one task per GPU, and the signal SLURM will send is the one callbacks/requeue.py handles."""
+    import signal
+
+    from stylegan_blend.callbacks.requeue import SlurmRequeue
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\ncp "$1" "$SBATCH_COPY"\necho "no cluster here" >&2\nexit 1\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit only checks that srun exists
+    (bin_dir / "srun").chmod(0o755)
+    script = tmp_path / "job.sh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", "-m", "hydra/launcher=cluster",
+                        "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2", "trainer=ddp",
+                        f"data.path={dataset}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "seed=0,1", *TINY],
+                       capture_output=True, text=True, timeout=100,
+                       env=dict(env, PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", SBATCH_COPY=str(script)))
+    assert r.returncode != 0 and script.is_file(), r.stderr[-3000:]
+    lines = script.read_text().splitlines()
+    for want in ("#SBATCH --ntasks-per-node=2", "#SBATCH --gpus-per-node=2", "#SBATCH --nodes=1",
+                 "#SBATCH --partition=gpu", "#SBATCH --array=0-1%2"):  # two sweep jobs
+        assert want in lines, (want, lines)
+    (sig,) = [line for line in lines if line.startswith("#SBATCH --signal=")]
+    assert sig == f"#SBATCH --signal={signal.Signals(SlurmRequeue().signum).name[3:]}@120"
+    assert any(line.startswith("srun ") for line in lines), lines

@@ -274,6 +274,8 @@ def test_training_step_with_fp16_blocks_matches_nvidia_within_its_own_fp16_error
         assert _phase_err(ours, g32) <= 3 * nv_err, (phase, _phase_err(ours, g32), nv_err)
         # the fp16 blocks really ran in fp16: our fp16 gradients moved away from our fp32 ones as NVIDIA's did
         assert _phase_err(ours, ours_fp32["grads"][phase]) > 0.25 * nv_err, phase
-    bad = {n: _rel(ours16["grads"]["Dreg"][n], g) for n, g in nv16["grads"]["Dreg"].items()
-           if float(g.norm()) > 0 and _rel(ours16["grads"]["Dreg"][n], g) > 1e-5}
-    assert not bad, bad
+    # R1 sees only the reals, so D gets the same input as NVIDIA's: our fp16 gradients sit far closer to NVIDIA's fp16
+    # ones than those are to fp32 (1e-7 with the torch that made the fixture; kernels round differently across
+    # torch versions, so not bit-equal in general)
+    dreg_err = _phase_err(ours16["grads"]["Dreg"], nv16["grads"]["Dreg"])
+    assert dreg_err <= 0.3 * _phase_err(nv16["grads"]["Dreg"], nv32["grads"]["Dreg"]), dreg_err

@@ -67,6 +67,19 @@ class ShuffleFlipSampler(Sampler):
         return iter([(i, self.mirror and f) for i, f in zip(order, flips)])
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader whose next pass can start some batches in: a run resumed from a checkpoint taken after a
+    minibatch (a SLURM requeue) sees the rest of that epoch's batches, not its first ones again. The count rides on
+    the dataset object, which survives Lightning re-creating the loader under DDP."""
+
+    def __iter__(self):
+        it = super().__iter__()
+        n, self.dataset.skip_batches = getattr(self.dataset, "skip_batches", 0), 0
+        for _ in range(n):
+            next(it)
+        return it
+
+
 class StyleGANDataModule(pl.LightningDataModule):
     """Training batches from a folder made by `stylegan-blend prepare` (train split only).
 
@@ -87,6 +100,7 @@ class StyleGANDataModule(pl.LightningDataModule):
         self.num_workers = int(num_workers)
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.seed = int(seed)
+        self._resume: tuple[int, int] | None = None  # (epoch index, batches done) of a mid-epoch checkpoint
         if self.batch_size < 1:
             raise UserError(f"batch size {batch_size}: expected >= 1")
         self.train_files, self.val_files = self._scan()
@@ -146,6 +160,10 @@ class StyleGANDataModule(pl.LightningDataModule):
             self._content_hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
         return self._content_hash
 
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """The next train loader continues epoch index `epoch` after its first `batches_done` batches."""
+        self._resume = (int(epoch), int(batches_done))
+
     def train_dataloader(self) -> DataLoader:
         world = self.batch_size // self.batch_per_process
         batch = self.batch_per_process
@@ -156,7 +174,11 @@ class StyleGANDataModule(pl.LightningDataModule):
         # kept so the trainer can set its epoch directly: under DDP Lightning wraps it in a
         # DistributedSamplerWrapper whose set_epoch does not reach the inner sampler
         self.sampler = ShuffleFlipSampler(self.num_train, self.mirror, self.seed)
-        return DataLoader(ImageFolderDataset(self.train_files), batch_size=batch, sampler=self.sampler,
+        dataset = ImageFolderDataset(self.train_files)
+        if self._resume is not None:  # a mid-epoch checkpoint: Lightning calls no epoch-start hook for that epoch
+            self.sampler.set_epoch(self._resume[0])
+            dataset.skip_batches, self._resume = self._resume[1], None
+        return ResumableLoader(dataset, batch_size=batch, sampler=self.sampler,
                           drop_last=drop_last, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
 

@@ -70,6 +70,9 @@ class StyleGAN2Module(pl.LightningModule):
         self.epochs_done = 0
         self.minibatch = 0
         self._nonfinite = {p: 0 for p in PHASES}
+        self.mid_epoch_save = False  # set while callbacks.requeue saves after a minibatch
+        self._pending_rng = None
+        self.epoch_minibatch = 0  # minibatches of the current epoch (a mid-epoch checkpoint resumes after them)
         self.nonfinite_phases: set[str] = set()  # phases that went non-finite this epoch: the epoch is not saved
         self._d_trainable = [p for p in self.D.parameters() if p.requires_grad]
         self._compiled = None
@@ -253,6 +256,7 @@ class StyleGAN2Module(pl.LightningModule):
         world = self.world
         self.nimg += n * world
         self.minibatch += 1
+        self.epoch_minibatch += 1
         ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else n * world * 10 / 32
         update_ema(self.G_ema, self.G, ema_beta(n * world, ema_kimg, self.nimg, t["ema_rampup"]))
         self.ada.step(self.augment, n * world)
@@ -267,6 +271,7 @@ class StyleGAN2Module(pl.LightningModule):
         sampler = getattr(getattr(self.trainer, "datamodule", None), "sampler", None)
         if hasattr(sampler, "set_epoch"):  # the batches of epoch k are a function of (seed, k), also under DDP
             sampler.set_epoch(self.current_epoch)
+        self.epoch_minibatch = 0
 
     def on_train_epoch_end(self) -> None:
         self.epochs_done = self.current_epoch + 1
@@ -287,6 +292,7 @@ class StyleGAN2Module(pl.LightningModule):
             "G_kwargs": copy.deepcopy(self.G.init_kwargs), "D_kwargs": copy.deepcopy(self.D.init_kwargs),
             "kimg": self.kimg, "nimg": self.nimg, "epoch": self.current_epoch + 1, "minibatch": self.minibatch,
             "ada": self.ada.state_dict(), "nonfinite": dict(self._nonfinite), "rng": _rng_state(),
+            "rng_mid_epoch": bool(self.mid_epoch_save), "epoch_minibatch": self.epoch_minibatch,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -298,7 +304,19 @@ class StyleGAN2Module(pl.LightningModule):
         self.minibatch = int(state["minibatch"])
         self.ada.load_state_dict(state["ada"])
         self._nonfinite.update(state.get("nonfinite", {}))
-        _set_rng_state(state["rng"])
+        if state.get("rng_mid_epoch"):  # saved after a minibatch: the next minibatch continues from its RNG state
+            self._pending_rng = state["rng"]  # (Lightning draws the loader's seed in between) and its data
+            self.epoch_minibatch = int(state["epoch_minibatch"])
+            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            if hasattr(dm, "resume_at"):
+                dm.resume_at(self.epochs_done - 1, self.epoch_minibatch)
+        else:
+            _set_rng_state(state["rng"])
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self._pending_rng is not None:
+            _set_rng_state(self._pending_rng)
+            self._pending_rng = None
 
 
 def _has_p(augment) -> bool:
