@@ -224,18 +224,21 @@ def _requeue_cmd(run: Path, dataset: Path, rank: int, at: int, *extra: str) -> l
 
 
 @pytest.mark.timeout(300)
-def test_slurm_requeue_resumes_exactly_where_the_signal_stopped_it(tmp_path, dataset):  # noqa: F811
-    """SLURM's requeue signal (SIGUSR1) in the middle of epoch 2: the minibatch finishes, hpc_ckpt_1.ckpt is saved,
-    `scontrol requeue JOB` is asked, the attempt exits 143 with one line. The requeued job (same command,
+@pytest.mark.parametrize("at", [4, 7], ids=["mid-epoch", "last-batch-of-epoch"])
+def test_slurm_requeue_resumes_exactly_where_the_signal_stopped_it(tmp_path, dataset, at):  # noqa: F811
+    """SLURM's requeue signal (SIGUSR1) in epoch 2, mid-way or in its last minibatch (then the state is saved after
+    the next one: Lightning cannot resume a checkpoint taken at an epoch's last batch end): hpc_ckpt_1.ckpt is
+    saved, `scontrol requeue JOB` is asked, the attempt exits 143 with one line. The requeued job (same command,
     SLURM_RESTART_COUNT=1) resumes from that file and ends with the same weights as a run never interrupted."""
     run, env = tmp_path / "run", _fake_scontrol(tmp_path)
-    (first,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, 4, "trainer=cpu"), ntasks=1, job_id="4242", **env)
+    (first,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, at, "trainer=cpu"), ntasks=1, job_id="4242", **env)
     err = [line for line in first.stderr.splitlines() if line.startswith("error:")]
+    saved = at + 1 if (at + 1) % 4 else at + 2  # 4 minibatches per epoch: a request in the last one waits one more
     assert first.returncode == 143 and err == [
-        f"error: SLURM requeue signal: saved {run / 'hpc_ckpt_1.ckpt'} after minibatch 5 (kimg 0.02); job 4242 "
-        f"requeued; it resumes from this checkpoint"], first.stderr[-3000:]
+        f"error: SLURM requeue signal: saved {run / 'hpc_ckpt_1.ckpt'} after minibatch {saved} (kimg "
+        f"{saved * 4 / 1000:.2f}); job 4242 requeued; it resumes from this checkpoint"], first.stderr[-3000:]
     assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
-    (again,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, 4, "trainer=cpu"), ntasks=1, job_id="4242",
+    (again,) = _slurm_tasks(_requeue_cmd(run, dataset, 0, at, "trainer=cpu"), ntasks=1, job_id="4242",
                             SLURM_RESTART_COUNT="1", **env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"SLURM requeue 1: resuming from {run / 'hpc_ckpt_1.ckpt'}" in again.stderr

@@ -1,6 +1,7 @@
 """SLURM preemption / time limit: SLURM sends SIGUSR1 (`--signal=USR1@120`, the cluster preset); the run saves its
 state at the end of the current minibatch, asks SLURM to requeue the job, and stops. The requeued job re-runs the
-same command, and `train` resumes from that checkpoint (`SLURM_RESTART_COUNT` > 0).
+same command, and `train` resumes from that checkpoint (`SLURM_RESTART_COUNT` > 0). A request seen in an epoch's
+last minibatch waits for the next one: Lightning mis-counts a restart from a checkpoint taken at an epoch's last batch end.
 
 Why not Lightning's own SIGUSR1 handler: it saves inside the signal handler, i.e. in the middle of a minibatch (G
 stepped, D not yet), and every rank saves at whatever point the signal found it, so ranks can meet in different
@@ -41,11 +42,15 @@ class SlurmRequeue(pl.Callback):
             self._previous = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        flag = torch.tensor(float(self.requested), device=pl_module.device)
-        if trainer.world_size > 1:
-            flag = trainer.strategy.reduce(flag, reduce_op="sum")
-        if not float(flag):
+        requested = self.requested
+        if trainer.world_size > 1:  # SLURM may signal one task before the others
+            flag = torch.tensor(float(requested), device=pl_module.device)
+            requested = bool(trainer.strategy.reduce(flag, reduce_op="sum"))
+        if not requested:
             return
+        self.requested = True  # on every rank now
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return  # an epoch's last minibatch: Lightning cannot resume a checkpoint taken here, act after the next
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
         pl_module.mid_epoch_save = True  # the RNG state is restored at the next minibatch, not at load
         try:
