@@ -110,7 +110,8 @@ def test_nan_on_one_spawned_worker_ends_with_the_one_error_line(tmp_path, datase
     """Outside SLURM `trainer=ddp` spawns its workers; rank 1's TrainingDiverged reaches the parent only as torch's
     ProcessRaisedException (traceback text): the command still ends with the one error line, exit code 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    r = subprocess.run([sys.executable, str(TESTS / "ddp_poison.py"), "1", "0", "trainer=ddp", "trainer.accelerator=cpu",
+    r = subprocess.run([sys.executable, str(TESTS / "ddp_poison.py"), "1", "0", "trainer=ddp",
+                        "trainer.accelerator=cpu",
                         f"data.path={dataset}", "logger=none", f"paths.output_dir={tmp_path / 'run'}",
                         "trainer.max_epochs=2", "train.max_nonfinite=2", "callbacks.blend_eval=false", *TINY],
                        capture_output=True, text=True, timeout=220,

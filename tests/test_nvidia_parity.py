@@ -262,7 +262,8 @@ def test_training_step_with_fp16_blocks_matches_nvidia_within_its_own_fp16_error
     ours16 = _our_minibatch(step_fixture, fp16=True)
     nv32, nv16 = step_fixture["fp32"], step_fixture["fp16"]
     for phase in STEP_PHASES:
-        ours_l, l32, l16 = ours16["losses"][STEP_LOSSES[phase]], float(nv32["losses"][phase]), float(nv16["losses"][phase])
+        ours_l = ours16["losses"][STEP_LOSSES[phase]]
+        l32, l16 = float(nv32["losses"][phase]), float(nv16["losses"][phase])
         assert abs(ours_l - l32) <= 3 * abs(l16 - l32) + 1e-6 * abs(l32), (phase, ours_l, l16, l32)
         g32, ours = nv32["grads"][phase], ours16["grads"][phase]
         assert set(ours) == set(g32) == set(nv16["grad_rel_err"][phase]), phase

@@ -1,7 +1,7 @@
 """SLURM preemption / time limit: SLURM sends SIGUSR1 (`--signal=USR1@120`, the cluster preset); the run saves its
 state at the end of the current minibatch, asks SLURM to requeue the job, and stops. The requeued job re-runs the
 same command, and `train` resumes from that checkpoint (`SLURM_RESTART_COUNT` > 0). A request seen in an epoch's
-last minibatch waits for the next one: Lightning mis-counts a restart from a checkpoint taken at an epoch's last batch end.
+last minibatch waits for the next one: Lightning mis-counts a restart from a checkpoint taken at that batch end.
 
 Why not Lightning's own SIGUSR1 handler: it saves inside the signal handler, i.e. in the middle of a minibatch (G
 stepped, D not yet), and every rank saves at whatever point the signal found it, so ranks can meet in different
