@@ -10,8 +10,10 @@ collectives. Here the request is all-reduced at each minibatch end, so all ranks
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -51,7 +53,7 @@ class SlurmRequeue(pl.Callback):
         self.requested = True  # on every rank now
         if batch_idx + 1 >= trainer.num_training_batches:
             return  # an epoch's last minibatch: Lightning cannot resume a checkpoint taken here, act after the next
-        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        path = trainer.strategy.broadcast(_next_hpc_path(Path(trainer.default_root_dir)), src=0)  # one name for all
         pl_module.mid_epoch_save = True  # the RNG state is restored at the next minibatch, not at load
         try:
             trainer.save_checkpoint(path)
@@ -62,6 +64,13 @@ class SlurmRequeue(pl.Callback):
             note = request_requeue()
         raise Requeued(f"SLURM requeue signal: saved {path} after minibatch {pl_module.minibatch} (kimg "
                        f"{pl_module.kimg:.2f}); {note}")
+
+
+def _next_hpc_path(run_dir: Path) -> str:
+    """`hpc_ckpt_{N+1}.ckpt` after the existing ones (Lightning's name, which its SLURM resume also looks for)."""
+    names = (re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name) for p in run_dir.glob("hpc_ckpt_*.ckpt"))
+    numbers = [int(m.group(1)) for m in names if m]
+    return str(run_dir / f"hpc_ckpt_{max(numbers, default=0) + 1}.ckpt")
 
 
 def request_requeue() -> str:
