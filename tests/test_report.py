@@ -210,12 +210,24 @@ IDL = {2: {"base": 0.0, "swap16_low_base": 0.10, "swap32_low_base": 0.20, "swap6
        6: {"swap16_low_base": 0.25, "swap32_low_base": 0.45, "swap64_low_base": 0.60, "none": 0.9}}
 
 
-def test_report_selection_by_rule(tmp_path, capsys):
+def test_report_selection_by_rule(tmp_path, capsys, monkeypatch):
     """Overall front (by hand): e6·s64, e4·s32, e6·s16, e4·s16, e2·s16. Scaled to [0, 1] over the run
     (kid 0.11..0.30, identity 0.10..0.60) they sit at (0, 1), (.053, .4), (.474, .3), (.579, .1), (1, 0);
     the farthest from x + y = 1 is e4·s32 (1 − 0.453), the knee. The one-sided kid minimum is e6·s64."""
+    from stylegan_blend.reporting import sheet
+
+    drawn = []  # the title of every sheet
+    real = sheet.comparison_sheet
+
+    def record(tiles, labels, cols, title="", marked=()):
+        drawn.append(title)
+        return real(tiles, labels, cols, title=title, marked=marked)
+
+    monkeypatch.setattr(sheet, "comparison_sheet", record)
     run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
     html = assert_self_contained(build_report([run]))
+    epoch4 = [title for title in drawn if ": epoch 4" in title]  # the frame is the rule's pick, and says so
+    assert epoch4 and all(t.endswith("framed = the epoch's blend best by knee") for t in epoch4), drawn
     assert "kid 0.12<br>★ best by knee" in html and html.count("★ best by knee") == 1
     assert "one-sided minimum of kid alone would be swap64_low_base at epoch 6" in html
     # front cells: the overall front plus each epoch's (e2: s16, s32; e4: s16, s32; e6: all three)

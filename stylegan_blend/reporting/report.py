@@ -207,7 +207,7 @@ def _make_sheets(section: RunSection, folder: Path) -> None:
         marked = {r for r in rows if best_of_epoch.get(epoch) == r[1]}
         kimg = section.grid.kimg.get(epoch)
         title = (f"{section.name}: epoch {epoch}" + (f" ({kimg:g} kimg)" if kimg is not None else "")
-                 + f" · rows: generators, columns: seeds · framed = best blend of the epoch by {section.metric}")
+                 + f" · rows: generators, columns: seeds · framed = the epoch's blend {section.best_label}")
         im = _sheet_rows(section, rows, marked, title)
         if im is not None:
             rel = f"sheets/{section.slug}_epoch={epoch:04d}.png"
@@ -222,8 +222,8 @@ def _make_sheets(section: RunSection, folder: Path) -> None:
         last = section.grid.epochs[-1]
         rows.append((last, "none", f"epoch {last}: {cell_title('none')}\n{_score_text(section, last, 'none')}"))
     marked = {r for r in rows if overall is not None and (r[0], r[1]) == overall}
-    im = _sheet_rows(section, rows, marked, f"{section.name}: best blend of each epoch (framed: best overall "
-                                            f"by {section.metric}) between the base and the fine-tuned model")
+    im = _sheet_rows(section, rows, marked, f"{section.name}: best blend of each epoch (framed: {section.best_label} "
+                                            f"over the run) between the base and the fine-tuned model")
     if im is not None:
         rel = f"sheets/{section.slug}_best.png"
         sheet.save_sheet(folder / rel, im)
