@@ -78,7 +78,7 @@ def request_requeue() -> str:
     array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     job = f"{array_job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array_job else os.environ.get("SLURM_JOB_ID")
     if not job:
-        return "not under SLURM: resume it with ckpt_path=" + "last"
+        return "not under SLURM: resume it with ckpt_path=last"
     try:
         done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
