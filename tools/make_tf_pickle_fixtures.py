@@ -33,7 +33,9 @@ OUT = ROOT / "tests" / "data" / "tf_pickle"
 FIXTURE_SRC = "# stylegan-blend test fixture: the TensorFlow build code is not included\n"
 IMAGE_CASES = [(seed, psi) for psi in (1.0, 0.7) for seed in range(4)]
 G_IMAGE_SEEDS = (0, 1)  # G (not Gs) images, where the file's G differs from its Gs
-D_BATCH, D_IMG_SEED = 8, 1000  # D input: np.random.RandomState(D_IMG_SEED).uniform(-1, 1, [8, C, R, R])
+# D input: np.random.RandomState(D_IMG_SEED).uniform(-1, 1, [8, C, R, R]), odd samples times D_ODD_SCALE (quieter:
+# minibatch-stddev groups {0,2,..} and {1,3,..} then differ from the whole batch, so the group size shows in logits)
+D_BATCH, D_IMG_SEED, D_ODD_SCALE = 8, 1000, 0.25
 
 # Three files: StyleGAN2 config-f-like (skip G, resnet D, 32 px), config-e-like (resnet G, skip D, 16 px) and a
 # StyleGAN2-ADA one (orig G, orig D, fp16 kwargs, conv_clamp that bites). Channels are tiny (fmap_max 8) but
@@ -235,8 +237,9 @@ def fixture_networks(spec: dict, src: str = FIXTURE_SRC) -> tuple:
 
 
 def d_input(resolution: int, channels: int = 3) -> torch.Tensor:
-    shape = [D_BATCH, channels, resolution, resolution]
-    return torch.from_numpy(np.random.RandomState(D_IMG_SEED).uniform(-1, 1, shape).astype(np.float32))
+    img = np.random.RandomState(D_IMG_SEED).uniform(-1, 1, [D_BATCH, channels, resolution, resolution])
+    img[1::2] *= D_ODD_SCALE
+    return torch.from_numpy(img.astype(np.float32))
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -301,7 +304,7 @@ def make_tf_pickles(nvidia_dir, out: Path = OUT) -> None:
         print(f"{name}: {path.stat().st_size} bytes; G_ema uint8 mean {img.mean():.1f}, "
               f"saturated {((img == 0) | (img == 255)).float().mean():.1%}; logits {refs[name]['logits'].flatten()[:3]}")
     torch.save(dict(image_cases=[list(c) for c in IMAGE_CASES], G_image_seeds=list(G_IMAGE_SEEDS),
-                    d_batch=D_BATCH, d_img_seed=D_IMG_SEED, fixtures=refs), out / "reference.pt")
+                    d_batch=D_BATCH, d_img_seed=D_IMG_SEED, d_odd_scale=D_ODD_SCALE, fixtures=refs), out / "reference.pt")
 
 
 def main(argv=None) -> int:

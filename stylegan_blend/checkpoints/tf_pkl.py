@@ -348,13 +348,13 @@ def _discriminator(net: TFNetworkRecord, source) -> Discriminator:
 
 
 def from_tf_pickle(data, path) -> Network:
-    """(G, D, Gs) -> G, D, G_ema; a lone generator -> G_ema only."""
+    """(G, D, Gs) -> G, D, G_ema; a lone generator -> G_ema only. Gs first: errors name the network users sample."""
     source = Path(path).name
-    if isinstance(data, TFNetworkRecord):
-        Gs_net, G, D = data, None, None
-    else:
-        G_net, D_net, Gs_net = data
-        G, D = _generator(G_net, "G", source), _discriminator(D_net, source)
+    Gs_net = data if isinstance(data, TFNetworkRecord) else data[2]
+    G_ema = _generator(Gs_net, "Gs", source)
+    G = D = None
+    if not isinstance(data, TFNetworkRecord):
+        G, D = _generator(data[0], "G", source), _discriminator(data[1], source)
     meta: dict = {"tf_family": _family(Gs_net, "Gs", source)}
     try:
         meta["tf_kwargs"] = plain(Gs_net.static_kwargs)
@@ -363,4 +363,4 @@ def from_tf_pickle(data, path) -> Network:
     snapshot = re.search(r"network-snapshot-(\d+)\.pkl$", source)
     if snapshot:  # TF's training loop names snapshots by kimg, like NVIDIA's PyTorch one
         meta["kimg"] = float(snapshot.group(1))
-    return Network("tf-pkl", G_ema=_generator(Gs_net, "Gs", source), G=G, D=D, meta=meta)
+    return Network("tf-pkl", G_ema=G_ema, G=G, D=D, meta=meta)
