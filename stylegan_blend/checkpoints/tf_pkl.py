@@ -75,7 +75,7 @@ NOT_SUPPORTED = {
 # noise randomisation, op fusion, TF dtypes, label-only layers of an unconditional D, training-only regularisers
 G_IGNORED = {"truncation_psi", "truncation_cutoff", "truncation_psi_val", "truncation_cutoff_val", "style_mixing_prob",
              "randomize_noise", "fused_modconv", "dtype", "structure", "mapping_func", "synthesis_func",
-             "label_fmaps", "dlatent_broadcast"}
+             "label_fmaps"}
 D_IGNORED = {"dtype", "structure", "augment_strength", "mapping_layers", "mapping_fmaps", "mapping_lrmul",
              "pagan_num", "pagan_fade", "adaptive_dropout"}
 # kwargs that must keep their default: anything else is a variant our networks do not implement
@@ -154,7 +154,6 @@ def _noise(a: np.ndarray) -> torch.Tensor:  # TF [1, 1, r, r] -> [r, r]
 Rule = tuple[str, Callable[[np.ndarray], torch.Tensor]]
 _MODCONV = {"weight": ("weight", _conv), "bias": ("bias", _same), "affine.weight": ("mod_weight", _dense),
             "affine.bias": ("mod_bias", _plus_one), "noise_strength": ("noise_strength", _same)}
-_DENSE_OR_CONV = {"weight": ("weight", None), "bias": ("bias", _same)}
 
 
 def _generator_rule(key: str) -> Rule | None:
@@ -194,16 +193,15 @@ def _discriminator_rule(key: str) -> Rule | None:
     return f"{scope}/{param}", (_dense if dense else _conv) if param == "weight" else _same
 
 
-def _state(module: torch.nn.Module, params: dict[str, np.ndarray], rule, what: str, source) -> dict:
-    """Fill every key of `module` from its TF variable; a variable left over is a variant we do not know."""
+def _state(keys, params: dict[str, np.ndarray], rule, what: str, source) -> dict:
+    """Fill every key from its TF variable; a variable left over is a variant we do not know."""
     state, used = {}, set(UNUSED_VARIABLES)
-    for key, ref in module.state_dict().items():
+    for key in keys:
         try:
             found = rule(key)
         except KeyError:
             raise UserError(f"{source}: {what} key {key} has no TF counterpart this converter knows") from None
-        if found is None:
-            state[key] = ref
+        if found is None:  # build() takes it from the kwargs
             continue
         name, fn = found
         if name not in params:
@@ -321,17 +319,18 @@ def discriminator_kwargs(net: TFNetworkRecord, family: str, what: str, source) -
 
 # ------------------------------------------------------------------------------------------------ networks
 
+def _convert(cls, kwargs: dict, net: TFNetworkRecord, rule, what: str, source):
+    """Our `cls` from its kwargs with every state key filled from the TF variables (FIR filters from the kwargs)."""
+    params = _variables(net, what, source)
+    return build(cls, kwargs, lambda keys: _state(keys, params, rule, what, source), what, source,
+                 derived=("resample_filter",))
+
+
 def _generator(net: TFNetworkRecord, what: str, source) -> Generator:
     family = _family(net, what, source)
     if net.build_func_name != "G_main":
         raise UserError(f"{source}: {what} is built by {net.build_func_name}; expected a generator (G_main)")
-    kwargs = generator_kwargs(net, family, what, source)
-    try:
-        shell = Generator(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{source}: {what} kwargs do not build a Generator: {exc}") from None
-    state = _state(shell, _variables(net, what, source), _generator_rule, what, source)
-    return build(Generator, kwargs, state, what, source)
+    return _convert(Generator, generator_kwargs(net, family, what, source), net, _generator_rule, what, source)
 
 
 def _discriminator(net: TFNetworkRecord, source) -> Discriminator:
@@ -339,12 +338,7 @@ def _discriminator(net: TFNetworkRecord, source) -> Discriminator:
     if net.build_func_name not in ("D_stylegan2", "D_main"):
         raise UserError(f"{source}: D is built by {net.build_func_name}; expected a discriminator (D_stylegan2/D_main)")
     kwargs = discriminator_kwargs(net, family, "D", source)
-    try:
-        shell = Discriminator(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{source}: D kwargs do not build a Discriminator: {exc}") from None
-    state = _state(shell, _variables(net, "D", source), _discriminator_rule, "D", source)
-    return build(Discriminator, kwargs, state, "D", source)
+    return _convert(Discriminator, kwargs, net, _discriminator_rule, "D", source)
 
 
 def from_tf_pickle(data, path) -> Network:
