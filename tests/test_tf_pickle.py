@@ -263,6 +263,17 @@ def test_unsupported_variants_are_refused_in_one_line(tmp_path, monkeypatch, cas
     assert_one_line(exc, f"{case}.pkl", *parts)
 
 
+def test_a_file_with_only_gs_gives_G_ema(tmp_path, monkeypatch):
+    """Some collections share just the generator: G_ema only, as for a native file without G and D."""
+    nets = read_with_tf_stand_in(DATA / "ada_16.tfpkl", monkeypatch)
+    install_stand_in(monkeypatch)
+    with open(tmp_path / "gs.pkl", "wb") as f:
+        pickle.dump(nets[2], f, protocol=4)
+    net = load_network(tmp_path / "gs.pkl")
+    assert net.G is None and net.D is None
+    assert_matches_nvidia_images(net, REF["fixtures"]["ada_16"])
+
+
 # ---------------------------------------------------------------------------------- everywhere a network goes
 
 def test_convert_to_native_and_nvidia_pkl_round_trips(tmp_path, capsys):
@@ -290,7 +301,8 @@ def test_inspect_blend_and_init_from_take_tf_pickles(tmp_path, capsys):
     src = DATA / "sg2_config_f_32.tfpkl"
     ref = REF["fixtures"]["sg2_config_f_32"]
     assert main(["inspect", str(src)]) == 0
-    assert "tf-pkl" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "tf-pkl" in printed and "stylegan2" in printed and "8:8  16:8  32:4" in printed
     G_kwargs, D_kwargs, loaded = resolve({"init_from": str(src)})
     assert G_kwargs == ref["G_ema_kwargs"] and D_kwargs == ref["D_kwargs"] and loaded.format == "tf-pkl"
     # blend the file's G_ema (low) with its G (high) at 8 px: b4, b8 from G_ema, b16, b32 from G

@@ -189,7 +189,8 @@ def discriminator_vars(kw: dict, family: str, v: Values) -> list:
     if arch == "skip":
         out += conv_vars("4x4/FromRGB", 1, C, nf(kw, 1), v)
     out += conv_vars("4x4/Conv", 3, nf(kw, 1) + mbstd, nf(kw, 1), v)
-    out += [("4x4/Dense0/weight", v.normal([nf(kw, 1) * 16, nf(kw, 0)])), ("4x4/Dense0/bias", v.normal([nf(kw, 0)], 0.3)),
+    out += [("4x4/Dense0/weight", v.normal([nf(kw, 1) * 16, nf(kw, 0)])),
+            ("4x4/Dense0/bias", v.normal([nf(kw, 0)], 0.3)),
             ("Output/weight", v.normal([nf(kw, 0), 1])), ("Output/bias", v.normal([1], 0.3))]
     return out
 
@@ -203,8 +204,8 @@ def generator(name: str, kw: dict, family: str, v: Values, src: str = FIXTURE_SR
     synthesis = network("G_synthesis", funcs["synthesis"], kw, synthesis_vars(kw, v), version=version, src=src,
                         io=dict(io([[None, num_layers, kw["dlatent_size"]]], [[None, C, R, R]]),
                                 input_names=["dlatents_in"]))
-    mapping = network("G_mapping", funcs["mapping"], dict(kw, dlatent_broadcast=num_layers), mapping_vars(kw, family, v),
-                      version=version, src=src,
+    mapping = network("G_mapping", funcs["mapping"], dict(kw, dlatent_broadcast=num_layers),
+                      mapping_vars(kw, family, v), version=version, src=src,
                       io=dict(io([[None, kw["latent_size"]], [None, 0]], [[None, num_layers, kw["dlatent_size"]]]),
                               output_names=["dlatents_out"]))
     top = ([("lod", np.float32(0))] if family == "stylegan2" else []) + \
@@ -302,9 +303,11 @@ def make_tf_pickles(nvidia_dir, out: Path = OUT) -> None:
         refs[name] = nvidia_reference(Path(nvidia_dir), path, spec)
         img = refs[name]["G_ema_img"].float()
         print(f"{name}: {path.stat().st_size} bytes; G_ema uint8 mean {img.mean():.1f}, "
-              f"saturated {((img == 0) | (img == 255)).float().mean():.1%}; logits {refs[name]['logits'].flatten()[:3]}")
+              f"saturated {((img == 0) | (img == 255)).float().mean():.1%}; "
+              f"logits {refs[name]['logits'].flatten()[:3]}")
     torch.save(dict(image_cases=[list(c) for c in IMAGE_CASES], G_image_seeds=list(G_IMAGE_SEEDS),
-                    d_batch=D_BATCH, d_img_seed=D_IMG_SEED, d_odd_scale=D_ODD_SCALE, fixtures=refs), out / "reference.pt")
+                    d_batch=D_BATCH, d_img_seed=D_IMG_SEED, d_odd_scale=D_ODD_SCALE, fixtures=refs),
+               out / "reference.pt")
 
 
 def main(argv=None) -> int:
