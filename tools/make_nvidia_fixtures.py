@@ -13,6 +13,8 @@ modules or source are pickled):
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
   fp16.pt                      - g32_skip / d32_resnet (their state dicts above) run by NVIDIA with the fp16
                                  blocks on (its code runs fp16 on the CPU too) and with force_fp32, same inputs
+  ../tf_pickle/*                - TensorFlow-era StyleGAN2(-ADA) pickles and NVIDIA's legacy.py conversion of them
+                                 (tools/make_tf_pickle_fixtures.py; `--only tf_pickle` makes just these)
   train_step.pt                - one minibatch of NVIDIA's training loop (StyleGAN2Loss phases Gmain, Greg,
                                  Dmain, Dreg, nan_to_num'd gradients) on a tiny 16 px G/D, fp32 and with the fp16
                                  blocks on: the inputs, every random draw, losses, per-phase gradients (fp32)
@@ -309,13 +311,18 @@ def main(argv=None) -> int:
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
-    ap.add_argument("--only", choices=["train_step"], help="regenerate just this fixture")
+    ap.add_argument("--only", choices=["train_step", "tf_pickle"], help="regenerate just this fixture")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
     networks = import_nvidia(args.nvidia_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only in (None, "tf_pickle"):
+        from make_tf_pickle_fixtures import make_tf_pickles  # noqa: PLC0415 - sibling script in tools/
+        make_tf_pickles(args.nvidia_dir, out.parent / "tf_pickle")
+        if args.only:
+            return 0
     from torch_utils import misc  # noqa: PLC0415 - NVIDIA's, importable once import_nvidia put it on the path
     from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
     from training import loss as loss_mod  # noqa: PLC0415

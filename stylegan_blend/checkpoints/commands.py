@@ -16,10 +16,11 @@ from .network import atomic_write
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("convert", help="any supported checkpoint -> stylegan-blend, NVIDIA or rosinality file",
-                              description="Convert a checkpoint (native, Lightning .ckpt, NVIDIA .pkl, rosinality "
-                                          ".pt; detected from content) into a stylegan-blend network file (default), "
-                                          "an NVIDIA stylegan2-ada-pytorch .pkl (loads with its legacy.load_network_pkl "
-                                          "inside NVIDIA's checkout) or a rosinality .pt, keeping G, D and G_ema.")
+                              description="Convert a checkpoint (native, Lightning .ckpt, NVIDIA .pkl, TensorFlow "
+                                          "StyleGAN2(-ADA) .pkl, rosinality .pt; detected from content) into a "
+                                          "stylegan-blend network file (default), an NVIDIA stylegan2-ada-pytorch .pkl "
+                                          "(loads with its legacy.load_network_pkl inside NVIDIA's checkout) or a "
+                                          "rosinality .pt, keeping G, D and G_ema.")
     p.add_argument("src", type=Path, help="checkpoint to read")
     p.add_argument("dst", type=Path, help="file to write")
     p.add_argument("--to", choices=("native", "nvidia-pkl", "rosinality"), default="native",
@@ -78,7 +79,7 @@ def inspect_command(args) -> int:
             ("mapping layers", str(G.mapping.num_layers)),
             ("G channels", "  ".join(f"{r}:{c}" for r, c in channels.items())),
             ("params G_ema", _count(G)), ("params G", _count(net.G)), ("params D", _count(net.D))]
-    rows += [(key, str(net.meta[key])) for key in ("kimg", "epoch", "ada_p", "source_format", "blend")
+    rows += [(key, str(net.meta[key])) for key in ("kimg", "epoch", "ada_p", "source_format", "tf_family", "blend")
              if key in net.meta]
     for row in rows:
         table.add_row(*row)

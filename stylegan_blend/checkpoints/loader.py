@@ -17,12 +17,13 @@ from .native import from_native, is_native
 from .network import Network
 from .nvidia_pkl import from_nvidia_pickle, is_nvidia_pickle, read_pickle
 from .rosinality import from_rosinality, is_rosinality
+from .tf_pkl import from_tf_pickle, is_tf_pickle
 
 # torch.save's pre-1.6 (non-zip) format starts with this pickled magic number (old rosinality files use it).
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _EXPECTED = ("expected a stylegan-blend network file, a Lightning .ckpt from our training, "
-             "an NVIDIA stylegan2-ada-pytorch .pkl or a rosinality .pt")
+             "an NVIDIA stylegan2-ada-pytorch .pkl, a TensorFlow StyleGAN2(-ADA) .pkl or a rosinality .pt")
 
 
 def _torch_load(path: Path):
@@ -97,7 +98,8 @@ def load_network(path, device="cpu") -> Network:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     for accepts, reader in ((is_native, from_native), (is_lightning, from_lightning),
-                            (is_nvidia_pickle, from_nvidia_pickle), (is_rosinality, from_rosinality)):
+                            (is_nvidia_pickle, from_nvidia_pickle), (is_tf_pickle, from_tf_pickle),
+                            (is_rosinality, from_rosinality)):
         if accepts(data):
             net = reader(data, path)
             break

@@ -65,21 +65,25 @@ def check_state(module: nn.Module, state: Mapping[str, torch.Tensor], what: str,
                             f"which the network built from its kwargs does not")
 
 
-def build(cls: Callable[..., nn.Module], kwargs: Mapping, state: Mapping[str, torch.Tensor], what: str,
+def build(cls: Callable[..., nn.Module], kwargs: Mapping,
+          state: Mapping[str, torch.Tensor] | Callable[[list[str]], Mapping[str, torch.Tensor]], what: str,
           source, derived: tuple[str, ...] = ()) -> nn.Module:
     """Instantiate `cls(**kwargs)` and load `state` with strict=True; bad kwargs or state -> one UserError line.
 
     Keys ending in one of `derived` may be absent from `state`: formats that do not store them (rosinality
-    has no FIR filter buffers for non-resampling layers) get the values the kwargs define.
+    has no FIR filter buffers for non-resampling layers) get the values the kwargs define. `state` may be a
+    function of the network's key names, for formats whose names are derived from ours (TF pickles).
     """
     if not isinstance(kwargs, Mapping):
         raise UserError(f"{source}: {what} kwargs are {type(kwargs).__name__}; expected a dict")
-    if not isinstance(state, Mapping):
+    if not isinstance(state, Mapping) and not callable(state):
         raise UserError(f"{source}: {what} state is {type(state).__name__}; expected a dict of tensors")
     try:
         module = cls(**plain(kwargs))
     except (TypeError, ValueError, KeyError) as exc:
         raise UserError(f"{source}: {what} kwargs do not build a {cls.__name__}: {exc}") from None
+    if callable(state):
+        state = state(list(module.state_dict()))
     if derived:
         state = dict(state)
         for key, value in module.state_dict().items():

@@ -26,6 +26,7 @@ import torch
 from ..errors import UserError
 from ..networks import Discriminator, Generator
 from .network import Network, build, plain
+from .tf_pkl import TFNetworkRecord
 
 
 class EasyDict(dict):
@@ -103,6 +104,8 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "getattr"): _stub_getattr,
     ("functools", "partial"): functools.partial,
     ("torch.nn.modules.module", "Module.load_state_dict"): _stub_load_state_dict,
+    # TensorFlow-era StyleGAN2 pickles (tf_pkl.py): a record of the network's data, its source never run
+    ("dnnlib.tflib.network", "Network"): TFNetworkRecord,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
 }
