@@ -194,7 +194,11 @@ class AugmentPipe(nn.Module):
     def sample_params(self, batch_size: int, num_channels: int, height: int, width: int,
                       device: torch.device | str = "cpu") -> AugmentParams:
         """Draw one batch's augmentation from the global RNG, in NVIDIA's order and shapes."""
-        n, device = batch_size, torch.device(device)
+        device = torch.device(device)
+        with torch.autocast(device.type, enabled=False):  # float32 matrices, as NVIDIA's, whatever the caller's mode
+            return self._draw(batch_size, num_channels, height, width, device)
+
+    def _draw(self, n: int, num_channels: int, height: int, width: int, device: torch.device) -> AugmentParams:
         p = self.p.to(device)
 
         def uniform(*shape):
