@@ -11,6 +11,11 @@ modules or source are pickled):
   d32_resnet.pt, d16_skip.pt, d16_orig.pt - D init_kwargs, state dict, an input batch and its logits
   g32_skip_seedNNNN_psiX.png   - uint8 images, NVIDIA generate.py convention
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
+  augment.pt                   - NVIDIA's AugmentPipe (training/augment.py) per op at p = 1 and 0.5, per preset, at
+                                 p = 0, greyscale, non-square and with every strength changed: the seeds of the
+                                 inputs and of torch's global RNG, p, kwargs, NVIDIA's output and the next global
+                                 draws after it; gradients (first order, and R1's second order) for bgc; NVIDIA's
+                                 presets (parsed from its train.py) and AugmentPipe's defaults
   fp16.pt                      - g32_skip / d32_resnet (their state dicts above) run by NVIDIA with the fp16
                                  blocks on (its code runs fp16 on the CPU too) and with force_fp32, same inputs
   train_step.pt                - one minibatch of NVIDIA's training loop (StyleGAN2Loss phases Gmain, Greg,
@@ -18,11 +23,6 @@ modules or source are pickled):
                                  blocks on: the inputs, every random draw, losses, per-phase gradients (fp32)
                                  and, per gradient tensor, NVIDIA's own fp16-vs-fp32 relative error (the full
                                  fp16 gradients only for Dreg)
-  augment.pt                   - NVIDIA's AugmentPipe (training/augment.py) per op at p = 1 and 0.5, per preset, at
-                                 p = 0, greyscale, non-square and with every strength changed: the seeds of the
-                                 inputs and of torch's global RNG, p, kwargs, NVIDIA's output and the next global
-                                 draws after it; gradients (first order, and R1's second order) for bgc; NVIDIA's
-                                 presets (parsed from its train.py) and AugmentPipe's defaults
 
 Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
 but not used, or used in the wrong place, changes the output. References run NVIDIA's networks with
