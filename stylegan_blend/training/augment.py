@@ -175,8 +175,8 @@ class AugmentPipe(nn.Module):
         self.aniso_std, self.xfrac_std = float(aniso_std), float(xfrac_std)
         self.brightness_std, self.contrast_std = float(brightness_std), float(contrast_std)
         self.hue_max, self.saturation_std = float(hue_max), float(saturation_std)
-        self.imgfilter_std, self.noise_std, self.cutout_size = float(imgfilter_std), float(noise_std), float(cutout_size)
-        self.imgfilter_bands = [float(b) for b in imgfilter_bands]
+        self.imgfilter_std, self.imgfilter_bands = float(imgfilter_std), [float(b) for b in imgfilter_bands]
+        self.noise_std, self.cutout_size = float(noise_std), float(cutout_size)
         # Filters are derived, not state: only p goes into checkpoints.
         self.register_buffer("geom_filter", torch.tensor(SYM6, dtype=torch.float32), persistent=False)
         self.geom_filter /= self.geom_filter.sum()
@@ -335,7 +335,7 @@ class AugmentPipe(nn.Module):
         x = F.pad(x, [left, right, top, bottom], mode="reflect")
         geom = _translate_const((left - right) / 2, (top - bottom) / 2, device) @ geom
 
-        # x2 upsampling: pixel i lands at 2i + 0.5 in the upsampled frame (centred coordinates).
+        # x2 upsampling: pixel i becomes 2i, i.e. centred coordinate c becomes 2c - 0.5.
         x = _upsample2x(x, f)
         geom = _scale_const(2, 2, device) @ geom @ _scale_const(1 / 2, 1 / 2, device)
         geom = _translate_const(-0.5, -0.5, device) @ geom @ _translate_const(0.5, 0.5, device)
@@ -385,7 +385,8 @@ def _rotate_about(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
 def _upsample2x(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """x2 FIR upsampling (zero insertion, then the filter with gain 2 per axis), written as strided
     transposed convolutions: this polyphase form skips the products with the inserted zeros (about
-    4x faster on CPU than filtering the zero-stuffed image). Pixel i lands at 2i + 0.5 (centred)."""
+    4x faster on CPU than filtering the zero-stuffed image). Pixel i becomes pixel 2i, aligned on the
+    filter's largest tap; symlet-6 is not symmetric, so a mirrored warp does not reconstruct exactly."""
     n, c, h, w = x.shape
     crop = f.numel() // 2 - 1
     k = (2 * f).to(x.dtype)
