@@ -11,6 +11,11 @@ modules or source are pickled):
   d32_resnet.pt, d16_skip.pt, d16_orig.pt - D init_kwargs, state dict, an input batch and its logits
   g32_skip_seedNNNN_psiX.png   - uint8 images, NVIDIA generate.py convention
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
+  augment.pt                   - NVIDIA's AugmentPipe (training/augment.py) per op at p = 1 and 0.5, per preset, at
+                                 p = 0, greyscale, non-square and with every strength changed: the seeds of the
+                                 inputs and of torch's global RNG, p, kwargs, NVIDIA's output and the next global
+                                 draws after it; gradients (first order, and R1's second order) for bgc; NVIDIA's
+                                 presets (parsed from its train.py) and AugmentPipe's defaults
   fp16.pt                      - g32_skip / d32_resnet (their state dicts above) run by NVIDIA with the fp16
                                  blocks on (its code runs fp16 on the CPU too) and with force_fp32, same inputs
   ../tf_pickle/*                - TensorFlow-era StyleGAN2(-ADA) pickles and NVIDIA's legacy.py conversion of them
@@ -306,12 +311,100 @@ def manifest(networks) -> dict:
                 num_ws=G.num_ws)
 
 
+# NVIDIA's AugmentPipe, op by op. Inputs are not stored: each case's images are
+# torch.rand(shape, generator=torch.Generator().manual_seed(input_seed)) * 2 - 1.
+AUG_OPS = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac", "brightness", "contrast", "lumaflip",
+           "hue", "saturation", "imgfilter", "noise", "cutout")
+AUG_STRENGTHS = dict(xint_max=0.25, scale_std=0.4, rotate_max=0.25, aniso_std=0.3, xfrac_std=0.05, brightness_std=0.5,
+                     contrast_std=0.2, hue_max=0.3, saturation_std=0.5, imgfilter_bands=[0, 1, 0.5, 2],
+                     imgfilter_std=0.5, noise_std=0.3, cutout_size=0.3)
+AUG_MULTIPLIERS = dict(xflip=0.5, rotate90=0.7, xint=1, scale=0.6, rotate=0.8, aniso=1, xfrac=0.9, brightness=0.7,
+                       contrast=1, lumaflip=0.6, hue=0.8, saturation=1, imgfilter=0.9, noise=1, cutout=0.5)
+
+
+def augpipe_presets(nvidia_dir: str) -> dict:
+    """The `augpipe_specs` dict literal in NVIDIA's train.py, read with ast (train.py is not importable as is)."""
+    import ast  # noqa: PLC0415
+    tree = ast.parse((Path(nvidia_dir) / "train.py").read_text(encoding="utf-8-sig"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "augpipe_specs" for t in node.targets):
+            return {ast.literal_eval(k): {kw.arg: ast.literal_eval(kw.value) for kw in v.keywords}
+                    for k, v in zip(node.value.keys, node.value.values)}
+    sys.exit("error: no augpipe_specs in NVIDIA's train.py")
+
+
+def aug_cases(presets: dict) -> list[dict]:
+    """(name, kwargs, p, shape). Single ops on 8 px (22 px for imgfilter, whose reflect padding needs > 21 px)."""
+    cases = []
+    for op in AUG_OPS:
+        size = 22 if op == "imgfilter" else 8
+        cases.append(dict(name=f"{op}_p1", kwargs={op: 1}, p=1.0, shape=[2, 3, size, size]))
+        cases.append(dict(name=f"{op}_p0.5", kwargs={op: 1}, p=0.5, shape=[6 if size == 8 else 4, 3, size, size]))
+    cases += [
+        dict(name="bgc_p0.5", kwargs=presets["bgc"], p=0.5, shape=[8, 3, 16, 16]),
+        dict(name="bgcfnc_p0.5", kwargs=presets["bgcfnc"], p=0.5, shape=[4, 3, 22, 22]),
+        dict(name="bgcfnc_p0", kwargs=presets["bgcfnc"], p=0.0, shape=[1, 3, 22, 22]),
+        dict(name="bgc_p0.6_nonsquare", kwargs=presets["bgc"], p=0.6, shape=[4, 3, 12, 20]),
+        dict(name="bgc_p0.7_grey", kwargs=presets["bgc"], p=0.7, shape=[4, 1, 16, 16]),
+        dict(name="strengths_p1", kwargs={**AUG_MULTIPLIERS, **AUG_STRENGTHS}, p=1.0, shape=[3, 3, 22, 22]),
+    ]
+    return cases
+
+
+def aug_input(shape, seed: int) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def make_augment(nvidia_dir: str, out: Path, seed: int = 400) -> None:
+    import inspect  # noqa: PLC0415
+    from training import augment  # noqa: PLC0415 - NVIDIA's, importable once import_nvidia put it on the path
+    presets = augpipe_presets(nvidia_dir)
+    cases = []
+    for i, case in enumerate(aug_cases(presets)):
+        pipe = augment.AugmentPipe(**case["kwargs"])
+        pipe.p.fill_(case["p"])
+        x = aug_input(case["shape"], seed + 1000 + i)
+        torch.manual_seed(seed + i)
+        y = pipe(x)
+        cases.append(dict(case, input_seed=seed + 1000 + i, seed=seed + i, out=y.detach().clone(),
+                          next_draws=torch.rand(4)))  # the global RNG after the pipe: were as many numbers drawn?
+
+    # Gradients through bgc at p = 0.5: of a fixed projection (what G gets through D's input), and of an R1-like
+    # penalty |d sum(w * tanh(aug(x))) / dx|^2 (a second derivative through the pipe, as R1 on augmented reals).
+    grads = {}
+    for j, kind in enumerate(("projection", "r1")):
+        shape, input_seed, weight_seed, rng_seed = [4, 3, 16, 16], seed + 2000 + j, seed + 3000 + j, seed + 100 + j
+        pipe = augment.AugmentPipe(**presets["bgc"])
+        pipe.p.fill_(0.5)
+        x = aug_input(shape, input_seed).requires_grad_(True)
+        w = torch.randn(shape, generator=torch.Generator().manual_seed(weight_seed))
+        torch.manual_seed(rng_seed)
+        y = pipe(x)
+        if kind == "projection":
+            (g,) = torch.autograd.grad((w * y).sum(), x)
+        else:
+            (g1,) = torch.autograd.grad((w * torch.tanh(y)).sum(), x, create_graph=True)
+            (g,) = torch.autograd.grad(g1.square().sum(), x)
+        grads[kind] = dict(kwargs=presets["bgc"], p=0.5, shape=shape, input_seed=input_seed, weight_seed=weight_seed,
+                           seed=rng_seed, grad=g.detach().clone())
+    # persistent_class wraps the class in a subclass taking *args, **kwargs: read the signature of NVIDIA's own class
+    signature = inspect.signature(augment.AugmentPipe.__bases__[0].__init__)
+    defaults = {k: v.default for k, v in signature.parameters.items() if k != "self"}
+    assert all(v is not inspect.Parameter.empty for v in defaults.values()), defaults
+    data = dict(source="NVlabs/stylegan2-ada-pytorch training/augment.py AugmentPipe on CPU (reference ops)",
+                inputs="torch.rand(shape, generator=torch.Generator().manual_seed(input_seed)) * 2 - 1",
+                presets=presets, defaults=plain(defaults), cases=cases, grads=grads)
+    tmp = out / "augment.pt.tmp"
+    torch.save(data, tmp)
+    os.replace(tmp, out / "augment.pt")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
-    ap.add_argument("--only", choices=["train_step", "tf_pickle"], help="regenerate just this fixture")
+    ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle"], help="regenerate just this fixture")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
@@ -327,7 +420,10 @@ def main(argv=None) -> int:
     from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
     from training import loss as loss_mod  # noqa: PLC0415
     conv2d_gradfix.enabled = False  # its custom op exists only for CUDA with torch 1.7-1.9
-    make_train_step(networks, loss_mod, misc, out)
+    if args.only in (None, "augment"):
+        make_augment(args.nvidia_dir, out)
+    if args.only in (None, "train_step"):
+        make_train_step(networks, loss_mod, misc, out)
     if args.only:
         return 0
     for i, (name, kw) in enumerate(G_CASES.items()):
