@@ -230,6 +230,7 @@ def test_schedule_defaults_are_nvidias_for_scratch_and_fine_tuning(tmp_path, dat
     for start in ((), (f"model.init_from={base}",)):  # explicit values win; 0 turns the ramp-up off
         assert build(*start, "augment.ada_kimg=7", "train.ema_rampup=0.2") == (0.2, 7)
         assert build(*start, "train.ema_rampup=0")[0] is None
+    assert build("augment.target=null")[1] is None  # NVIDIA's --aug=fixed: the controller only measures r_t
 
 
 def test_g_ema_beta_uses_the_images_before_the_minibatch(tmp_path):

@@ -356,7 +356,8 @@ def _build_augment(acfg: dict, ada_kimg: float):
     if kind == "ada":
         pipe = make_augment_pipe(acfg.get("preset", "bgc"))
         pipe.p.fill_(float(acfg.get("initial_p", 0.0)))
-        return pipe, ADAController(**given, ada_kimg=ada_kimg)
+        fixed = "target" in acfg and acfg["target"] is None  # NVIDIA's --aug=fixed: p stays at initial_p
+        return pipe, ADAController(**given, ada_kimg=None if fixed else ada_kimg)
     ctrl = ADAController(**given)
     if kind == "diffaug":
         return DiffAugment(policy=acfg.get("policy", "color,translation,cutout")), ctrl
