@@ -257,8 +257,9 @@ def test_g_ema_without_ramp_up_when_fine_tuning(tmp_path):
     _train(module)
     G = dict(module.G.named_parameters())
     for name, p in module.G_ema.named_parameters():
-        scale = float(torch.maximum(G[name].abs(), ema_before[name].abs()).max())  # lerp rounds at the operands' ulp
-        assert float((p - (G[name] + ema_before[name]) / 2).abs().max()) <= 1e-6 * scale, name
+        g, before = G[name].detach(), ema_before[name]
+        scale = float(torch.maximum(g.abs(), before.abs()).max())  # lerp rounds at the operands' ulp
+        assert float((p - (g + before) / 2).abs().max()) <= 1e-6 * scale, name
     assert torch.equal(module.G_ema.mapping.w_avg, module.G.mapping.w_avg)
 
 
