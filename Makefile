@@ -8,7 +8,7 @@ export WANDB_MODE ?= offline
 # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning costs up to 9x
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install test demo demo-base bench clean
+.PHONY: install test demo demo-base bench mutants clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ demo-base: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# Mutation check (not part of `make test`): named deliberate bugs, each must make a test fail (tools/mutants.py).
+mutants: $(STAMP)
+	$(PY) tools/mutants.py $(if $(JOBS),--jobs $(JOBS))
 
 clean:
 	rm -rf outputs multirun .pytest_cache

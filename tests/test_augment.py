@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from stylegan_blend.errors import UserError
-from stylegan_blend.training.augment import OPS, ADAController, AugmentPipe, DiffAugment, make_augment_pipe
+from stylegan_blend.training.augment import OPS, AugmentPipe, DiffAugment, make_augment_pipe
 from stylegan_blend.training.diffaugment import cutout, translate
 
 NVIDIA = torch.load(Path(__file__).parent / "data" / "nvidia" / "augment.pt", weights_only=True)
@@ -149,77 +149,6 @@ def test_bad_configuration_is_one_clear_error():
     pipe.p.fill_(1)
     with pytest.raises(UserError, match="2 channels"):
         pipe(rand_images(c=2))
-
-
-# -------------------------------------------------------------------------------- controller
-class Pipe(torch.nn.Module):
-    def __init__(self, p=0.0):
-        super().__init__()
-        self.register_buffer("p", torch.tensor(p))
-
-
-def run(ctrl, pipe, logits, batches, batch_size=8):
-    results = []
-    for _ in range(batches):
-        ctrl.accumulate(logits)
-        results.append(ctrl.step(pipe, batch_size))
-    return results
-
-
-def test_ada_p_rises_by_the_exact_step_when_d_overfits():
-    ctrl, pipe = ADAController(target=0.6, interval=4, ada_kimg=500), Pipe(0.1)
-    results = run(ctrl, pipe, torch.full((8, 1), 3.0), 4)
-    assert results[:3] == [None, None, None] and results[3] == 1.0 and ctrl.r_t == 1.0
-    assert float(pipe.p) == pytest.approx(0.1 + 8 * 4 / (500 * 1000), abs=1e-8)
-
-
-def test_ada_p_falls_when_r_t_below_target_and_clamps():
-    ctrl, pipe = ADAController(target=0.6, interval=2, ada_kimg=100), Pipe(0.0001)
-    logits = torch.tensor([[1.0], [-1.0], [2.0], [-3.0]])  # r_t = 0
-    assert run(ctrl, pipe, logits, 2)[1] == 0.0
-    assert float(pipe.p) == 0.0
-    pipe.p.fill_(0.9999)
-    run(ctrl, pipe, torch.ones(4, 1), 2)
-    assert float(pipe.p) == 1.0
-
-
-def test_ada_r_t_is_the_mean_sign_over_the_interval():
-    ctrl, pipe = ADAController(target=0.6, interval=2, ada_kimg=500), Pipe(0.5)
-    ctrl.accumulate(torch.tensor([1.0, 1.0, -1.0, 0.0]))
-    assert ctrl.step(pipe, 4) is None and math.isnan(ctrl.r_t)
-    ctrl.accumulate(torch.tensor([2.0, 3.0, 4.0, -5.0]))
-    assert ctrl.step(pipe, 4) == pytest.approx(3 / 8)
-    assert float(pipe.p) == pytest.approx(0.5 - 4 * 2 / 500000, abs=1e-8)
-
-
-def test_ada_observe_only_leaves_p_alone():
-    ctrl, pipe = ADAController(adjust=False), Pipe(0.3)
-    assert run(ctrl, pipe, torch.ones(8, 1), 4)[3] == 1.0
-    assert float(pipe.p) == pytest.approx(0.3)
-    assert run(ctrl, None, -torch.ones(8, 1), 4)[3] == -1.0
-
-
-def test_ada_state_round_trip_resumes_mid_interval():
-    logits = [torch.tensor([1.0, -1.0, 1.0]), torch.tensor([1.0, 1.0, 1.0]), torch.tensor([-1.0, -1.0, 1.0])]
-    a, pa = ADAController(interval=3), Pipe(0.2)
-    a.accumulate(logits[0])
-    a.step(pa, 3)
-    state = a.state_dict()
-    restored = torch.load(_roundtrip(state), weights_only=True)
-    b, pb = ADAController(interval=3), Pipe(0.2)
-    b.load_state_dict(restored)
-    for x in logits[1:]:
-        ra, rb = (a.accumulate(x), a.step(pa, 3))[1], (b.accumulate(x), b.step(pb, 3))[1]
-        assert ra == rb
-    assert ra == pytest.approx(3 / 9) and float(pa.p) == float(pb.p)
-
-
-def _roundtrip(obj):
-    import io
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    buf.seek(0)
-    return buf
 
 
 # ------------------------------------------------------------------------------- DiffAugment

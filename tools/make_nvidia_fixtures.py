@@ -10,6 +10,9 @@ modules or source are pickled):
   g32_skip.pt, g16_resnet.pt   - G init_kwargs, state dict, and per-case z, ws, float image
   d32_resnet.pt, d16_skip.pt, d16_orig.pt - D init_kwargs, state dict, an input batch and its logits
   g32_skip_seedNNNN_psiX.png   - uint8 images, NVIDIA generate.py convention
+  train_loop.pt                - 8 minibatches of NVIDIA's own training_loop() (run on the CPU, see
+                                 tools/nvidia_train_step.py) on a tiny 16 px G/D: every random draw, the reals, ADA's p
+                                 and r_t, and G, D, G_ema, pl_mean afterwards (LOOP_CASES; more cases by one entry)
   paper256_manifest.json       - names/shapes/parameter counts of NVIDIA's paper256 G and D at 256 px
   augment.pt                   - NVIDIA's AugmentPipe (training/augment.py) per op at p = 1 and 0.5, per preset, at
                                  p = 0, greyscale, non-square and with every strength changed: the seeds of the
@@ -44,6 +47,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
 
 G_CASES = {
@@ -291,6 +295,123 @@ def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> Non
                     z=zs, draws=draws, **{mode: run for mode, run in runs.items()}), out / "train_step.pt")
 
 
+# K consecutive minibatches of NVIDIA's own training loop (training_loop.training_loop, run on the CPU by
+# tools/nvidia_train_step.py) fine-tuning a tiny 16 px skip G / resnet D it resumes from: Adam steps at lr > 0 with the
+# lazy-regularisation correction, style mixing 0.9, path length every 2 and R1 every 4 minibatches, the G_ema update
+# with ramp-up, and the ADA p update (r_t over an interval of 2, ada_kimg small enough for p to move by 0.08).
+LOOP_G = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2),
+              synthesis_kwargs=dict(channel_base=64, channel_max=8, num_fp16_res=0, conv_clamp=256))
+LOOP_D = dict(c_dim=0, img_resolution=16, img_channels=3, channel_base=64, channel_max=8, num_fp16_res=0,
+              conv_clamp=256, block_kwargs={}, mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=4))
+LOOP_MINIBATCHES = 8
+# in our config's words (train / augment sections); `nvidia_loop_kwargs` says the same to NVIDIA's loop
+LOOP_TRAIN = dict(batch_size=4, g_lr=0.002, d_lr=0.002, betas=(0.0, 0.99), eps=1e-8, r1_gamma=1.0, r1_interval=4,
+                  pl_weight=2.0, pl_interval=2, pl_decay=0.01, pl_batch_shrink=2, style_mixing=0.9, ema_kimg=0.01,
+                  ema_rampup=0.05)
+BGC = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1,
+           hue=1, saturation=1)  # NVIDIA train.py's augpipe_specs['bgc']
+LOOP_CASES = {
+    # augmentation off: NVIDIA measures r_t only with an AugmentPipe, so it gets one with every op disabled (it returns
+    # its input and draws nothing); the ADA controller still runs and p moves
+    "train_loop": dict(augment=dict(kind="ada", target=0.2, interval=2, ada_kimg=0.1, initial_p=0.05), augpipe={}),
+    # ADA 'bgc' at a fixed p (NVIDIA's --aug=fixed): its draws are recorded like the others. Not written by default:
+    # add it to DEFAULT_LOOP_CASES, and a test, once our AugmentPipe draws as NVIDIA's does (issue 20, item 1)
+    "train_loop_bgc_p05": dict(augment=dict(kind="ada", preset="bgc", target=None, initial_p=0.5), augpipe=BGC),
+}
+DEFAULT_LOOP_CASES = ("train_loop",)
+
+
+def nvidia_loop_kwargs(t: dict, a: dict, augpipe: dict) -> dict:
+    """NVIDIA training_loop() arguments for our `train` / `augment` config sections (train.py's names)."""
+    def adam(lr):
+        return dict(class_name="torch.optim.Adam", lr=lr, betas=list(t["betas"]), eps=t["eps"])
+    return dict(batch_size=t["batch_size"], batch_gpu=t["batch_size"], G_opt_kwargs=adam(t["g_lr"]),
+                D_opt_kwargs=adam(t["d_lr"]), G_reg_interval=t["pl_interval"], D_reg_interval=t["r1_interval"],
+                loss_kwargs=dict(class_name="training.loss.StyleGAN2Loss", r1_gamma=t["r1_gamma"],
+                                 style_mixing_prob=t["style_mixing"], pl_weight=t["pl_weight"],
+                                 pl_batch_shrink=t["pl_batch_shrink"], pl_decay=t["pl_decay"]),
+                ema_kimg=t["ema_kimg"], ema_rampup=t["ema_rampup"],
+                augment_kwargs=dict(class_name="training.augment.AugmentPipe", **augpipe), augment_p=a["initial_p"],
+                ada_target=a.get("target"), ada_interval=a.get("interval", 4), ada_kimg=a.get("ada_kimg", 500))
+
+
+def pack_state(sd: dict) -> dict:
+    """A state dict as names, shapes and one flat float32 vector (a fixture of many tiny tensors is mostly overhead)."""
+    return dict(names=list(sd), shapes=[list(t.shape) for t in sd.values()],
+                values=torch.cat([t.detach().float().flatten() for t in sd.values()]))
+
+
+def pack_draws(entries: list, scale: int) -> dict:
+    """Draws in order: spec rows [minibatch, phase, kind, shape, low, high] and one flat tensor per kind; normal draws
+    as int8 codes k (value k / scale, exact)."""
+    spec, flat = [], {"normal": [], "uniform": [], "int": []}
+    for mb, phase, (kind, value, low, high) in entries:
+        spec.append([mb, phase, kind, list(value.shape), low, high])
+        flat[kind].append(value.flatten().double())
+    out = {k: torch.cat(v) if v else torch.zeros([0], dtype=torch.float64) for k, v in flat.items()}
+    codes = out["normal"] * scale
+    assert torch.equal(codes, codes.round()) and bool((codes.abs() <= 127).all())
+    return dict(spec=spec, normal=codes.to(torch.int8), uniform=out["uniform"].float(), int=out["int"].long())
+
+
+def _center_real_logits(D, images, share_real: float) -> None:
+    """Shift D's output bias so that it calls `share_real` of the training images real: r_t then varies around
+    2 * share_real - 1 between intervals, so p can rise and fall (a random D calls every image real or none)."""
+    with torch.no_grad():
+        logits = D(torch.from_numpy(images).float() / 127.5 - 1, None, force_fp32=True)
+        D.b4.out.bias.sub_(logits.flatten().quantile(1 - share_real))
+
+
+def make_train_loop(networks, nvidia_dir: str, out: Path, case: str, seed: int = 400) -> None:
+    import copy
+    import tempfile
+
+    from nvidia_train_step import DrawLog, run_training_loop  # noqa: PLC0415 - tools/ is on sys.path
+
+    c = LOOP_CASES[case]
+    torch.manual_seed(seed)
+    G = networks.Generator(**LOOP_G).train().requires_grad_(False)
+    D = networks.Discriminator(**LOOP_D).train().requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    randomise(G, gen)
+    randomise(D, gen)
+    images = (torch.rand([12, 3, 16, 16], generator=gen) * 255).round().to(torch.uint8).numpy()
+    _center_real_logits(D, images, share_real=0.8)
+    start = dict(G=state_dict_of(G), D=state_dict_of(D))
+    draws = DrawLog(seed + 1)
+    loop = nvidia_loop_kwargs(LOOP_TRAIN, c["augment"], c["augpipe"])
+    common = ("c_dim", "img_resolution", "img_channels")  # the loop takes these from the training set
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run_training_loop(nvidia_dir, tmp, images, {k: v for k, v in LOOP_G.items() if k not in common},
+                                {k: v for k, v in LOOP_D.items() if k not in common}, loop,
+                                dict(G=G, D=D, G_ema=copy.deepcopy(G)), draws, LOOP_MINIBATCHES)
+    floats = torch.from_numpy(images).to(torch.float32) / 127.5 - 1  # NVIDIA's conversion
+    real_index, entries = [], []
+    for b, mb in enumerate(run["minibatches"]):
+        match = (mb["real"][:, None] == floats[None]).flatten(2).all(2)  # [batch, images]
+        assert bool((match.sum(1) == 1).all()), "every real is exactly one training image"
+        real_index.append(match.float().argmax(1))
+        entries.append((b, "z", ("normal", mb["z"], None, None)))
+        entries += [(b, phase, d) for phase, d in mb["draws"].items() for d in d]
+    ps = [mb["p"] for mb in run["minibatches"]] + [run["p"]]
+    if c["augment"].get("target") is not None:  # the fixture must tell NVIDIA's controller from a wrong one
+        steps = [b - a for a, b in zip(ps, ps[1:])]
+        assert max(steps) > 0 > min(steps) and 0.0 in ps, f"ADA p should rise, fall and clamp at 0: {ps}"
+        dmain_only = []
+        for end, r_t, count in run["adjustments"]:
+            picked = [(s, n) for (mb, phase), s, n in run["signs"] if end - c["augment"]["interval"] <= mb < end
+                      and phase == "Dmain"]
+            dmain_only.append(sum(s for s, _ in picked) / sum(n for _, n in picked))
+        assert dmain_only != [r for _, r, _ in run["adjustments"]], "Dreg's signs change no r_t; choose another seed"
+    after = dict(G=pack_state(run["G"]), D=pack_state(run["D"]), G_ema=pack_state(run["G_ema"]),
+                 pl_mean=run["pl_mean"].clone(), p=run["p"])
+    torch.save(dict(G_kwargs=plain(LOOP_G), D_kwargs=plain(LOOP_D), train=dict(LOOP_TRAIN, betas=list(LOOP_TRAIN["betas"])),
+                    augment=c["augment"], augpipe=c["augpipe"], normal_scale=DrawLog.NORMAL_SCALE,
+                    G=pack_state(start["G"]), D=pack_state(start["D"]), images=torch.from_numpy(images),
+                    real_index=torch.stack(real_index), draws=pack_draws(entries, DrawLog.NORMAL_SCALE), p=ps,
+                    adjustments=[list(a) for a in run["adjustments"]], after=after), out / f"{case}.pt")
+
+
 def manifest(networks) -> dict:
     """Names and shapes of NVIDIA's paper256 networks, with which D tensors Freeze-D turns into buffers."""
     G = networks.Generator(**PAPER256_G_KWARGS)
@@ -404,27 +525,32 @@ def main(argv=None) -> int:
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
-    ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle"], help="regenerate just this fixture")
+    ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle", *LOOP_CASES], action="append",
+                    help="regenerate just this fixture (repeatable); train_loop_bgc_p05 is written only when named")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
     networks = import_nvidia(args.nvidia_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.only in (None, "tf_pickle"):
+    only = set(args.only or ())
+    if not only or "tf_pickle" in only:
         from make_tf_pickle_fixtures import make_tf_pickles  # noqa: PLC0415 - sibling script in tools/
         make_tf_pickles(args.nvidia_dir, out.parent / "tf_pickle")
-        if args.only:
+        if only == {"tf_pickle"}:
             return 0
     from torch_utils import misc  # noqa: PLC0415 - NVIDIA's, importable once import_nvidia put it on the path
     from torch_utils.ops import conv2d_gradfix  # noqa: PLC0415
     from training import loss as loss_mod  # noqa: PLC0415
     conv2d_gradfix.enabled = False  # its custom op exists only for CUDA with torch 1.7-1.9
-    if args.only in (None, "augment"):
+    if not only or "augment" in only:
         make_augment(args.nvidia_dir, out)
-    if args.only in (None, "train_step"):
+    if not only or "train_step" in only:
         make_train_step(networks, loss_mod, misc, out)
-    if args.only:
+    for case in LOOP_CASES:
+        if case in only or (not only and case in DEFAULT_LOOP_CASES):
+            make_train_loop(networks, args.nvidia_dir, out, case)
+    if only:
         return 0
     for i, (name, kw) in enumerate(G_CASES.items()):
         make_generator(networks, name, kw, out, seed=100 + i)

@@ -433,20 +433,22 @@ def make_augment_pipe(preset: str = "bgc", **overrides) -> AugmentPipe:
 
 # ------------------------------------------------------------------------------------ controller
 class ADAController:
-    """Steers ADA's p so that r_t = E[sign(D(x_real))] stays at `target` (ADA paper, sec. 2.3).
+    """Steers ADA's p so that r_t = E[sign(D(x_real))] stays at `target` (ADA paper, sec. 2.3), as NVIDIA's loop.
 
-    Call `accumulate(real_logits)` for each minibatch's D(real) and `step(pipe, batch_size)` once per
-    minibatch; every `interval` minibatches r_t is computed over them and p moves by
-    sign(r_t - target) * batch_size * interval / (ada_kimg * 1000), clamped to [0, 1], so p can go
-    from 0 to 1 in `ada_kimg` thousand images. `batch_size` is the global batch (all processes); the
-    sign sums are torchmetrics states, so r_t is averaged over processes under DDP. With
-    `adjust=False` it only measures r_t (the overfitting diagnostic when ADA is off).
+    Call `accumulate(real_logits)` for every batch of real logits D produces (Dmain's and, when R1 runs, Dreg's:
+    NVIDIA's `Loss/signs/real` collects both) and `step(pipe, batch_size)` once per minibatch; every `interval`
+    minibatches r_t is the mean of all signs since the last adjustment (NVIDIA's Collector) and p moves by
+    sign(r_t - target) * batch_size * interval / (ada_kimg * 1000), clamped below at 0 only (NVIDIA lets p pass
+    1), so p can travel one unit in `ada_kimg` thousand images. `batch_size` is the global batch (all processes);
+    the sign sums are torchmetrics states, so r_t is averaged over processes under DDP. `ada_kimg=None` only
+    measures r_t (the overfitting diagnostic when ADA is off).
     """
 
-    def __init__(self, target: float = 0.6, interval: int = 4, ada_kimg: float = 500, adjust: bool = True):
-        if interval < 1 or ada_kimg <= 0:
+    def __init__(self, target: float = 0.6, interval: int = 4, ada_kimg: float | None = None):
+        if interval < 1 or (ada_kimg is not None and ada_kimg <= 0):
             raise UserError(f"ADA interval={interval}, ada_kimg={ada_kimg}; expected interval >= 1 and ada_kimg > 0")
-        self.target, self.interval, self.ada_kimg, self.adjust = float(target), int(interval), float(ada_kimg), adjust
+        self.target, self.interval = float(target), int(interval)
+        self.ada_kimg = None if ada_kimg is None else float(ada_kimg)
         self.r_t = float("nan")  # last measured value; NaN until the first interval completes
         self._batches = 0
         self._sign_sum = SumMetric()
@@ -472,11 +474,11 @@ class ADAController:
         if math.isnan(r_t):
             return None
         self.r_t = r_t
-        if self.adjust and pipe is not None:
+        if self.ada_kimg is not None and pipe is not None:
             delta = math.copysign(1.0, r_t - self.target) if r_t != self.target else 0.0
             delta *= batch_size * self.interval / (self.ada_kimg * 1000)
             with torch.no_grad():
-                pipe.p.copy_((pipe.p + delta).clamp(0, 1))
+                pipe.p.copy_((pipe.p + delta).clamp_min(0))
         return r_t
 
     def state_dict(self) -> dict:

@@ -25,6 +25,12 @@ from .precision import check_precision, fp16_mode
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
+# NVIDIA's train.py: a run that starts from a pretrained network (--resume; here model.init_from) gets ADA speed
+# ada_kimg 100 instead of 500 ("make ADA react faster at the beginning") and no G_ema ramp-up. The one place these
+# defaults live: `null` in the config means "decide by how the run starts" (see `schedule_defaults`).
+FROM_SCRATCH = {"ada_kimg": 500.0, "ema_rampup": 0.05}
+FINE_TUNING = {"ada_kimg": 100.0, "ema_rampup": None}
+
 
 class TrainingDiverged(RuntimeError):
     """Raised after too many consecutive non-finite losses in one phase."""
@@ -35,10 +41,22 @@ class TrainingDiverged(RuntimeError):
 def _defaults(train: dict) -> dict:
     t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
              r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2,
-             style_mixing=0.9, ema_kimg=None, ema_rampup=0.05, freeze_d=0, mbstd_group_size=None,
+             style_mixing=0.9, ema_kimg=None, ema_rampup=None, freeze_d=0, mbstd_group_size=None,
              compile=False, fp16_on_cpu=False, max_nonfinite=5, freeze_noise=False, diagnostics=None)
     t.update({k: v for k, v in (train or {}).items()})
     return t
+
+
+def schedule_defaults(train: dict, augment: dict, fine_tuning: bool) -> tuple[float | None, float]:
+    """(ema_rampup, ada_kimg) with `null` resolved as NVIDIA does for a run from scratch or a fine-tune.
+
+    Explicit values win; `ema_rampup` 0 (or false) turns the ramp-up off (a literal 0 would make G_ema a copy of G).
+    """
+    auto = FINE_TUNING if fine_tuning else FROM_SCRATCH
+    rampup = train.get("ema_rampup")
+    rampup = auto["ema_rampup"] if rampup is None else (float(rampup) or None)
+    ada_kimg = augment.get("ada_kimg")
+    return rampup, auto["ada_kimg"] if ada_kimg is None else float(ada_kimg)
 
 
 class StyleGAN2Module(pl.LightningModule):
@@ -64,7 +82,10 @@ class StyleGAN2Module(pl.LightningModule):
         else:
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
             self.init_meta = {}
-        self.augment, self.ada = _build_augment(cfg.get("augment") or {"kind": "none"})
+        self.fine_tuning = loaded is not None
+        acfg = cfg.get("augment") or {"kind": "none"}
+        self.ema_rampup, ada_kimg = schedule_defaults(self.tcfg, acfg, self.fine_tuning)
+        self.augment, self.ada = _build_augment(acfg, ada_kimg)
         self.register_buffer("pl_mean", torch.zeros([]))
         self.nimg = float(self.tcfg["start_kimg"]) * 1000
         self.epochs_done = 0
@@ -96,9 +117,11 @@ class StyleGAN2Module(pl.LightningModule):
         return losses.r1_gamma_heuristic(self.G.img_resolution, self.tcfg["batch_size"]) if g is None else float(g)
 
     def configure_optimizers(self):
+        """Adam with the lazy-regularisation correction always on, as NVIDIA's loop (its Greg/Dreg phases exist
+        even when pl_weight or r1_gamma is 0)."""
         t = self.tcfg
-        g_lr, g_betas = losses.lazy_adam_params(t["g_lr"], t["betas"], t["pl_interval"] if t["pl_weight"] else None)
-        d_lr, d_betas = losses.lazy_adam_params(t["d_lr"], t["betas"], t["r1_interval"] if self.r1_gamma else None)
+        g_lr, g_betas = losses.lazy_adam_params(t["g_lr"], t["betas"], t["pl_interval"])
+        d_lr, d_betas = losses.lazy_adam_params(t["d_lr"], t["betas"], t["r1_interval"])
         # freeze_noise keeps the per-layer noise strengths of the starting network: a small G fine-tuned on
         # flat-shaded images otherwise turns them up to fake high-frequency detail (speckle)
         g_params = [p for n, p in self.G.named_parameters() if not (t["freeze_noise"] and n.endswith("noise_strength"))]
@@ -246,20 +269,21 @@ class StyleGAN2Module(pl.LightningModule):
         if self.r1_gamma and self.minibatch % t["r1_interval"] == 0:
             real_tmp = real.detach().requires_grad_(True)
             logits = self.run_D(real_tmp, compiled=False)
+            self.ada.accumulate(logits.detach())  # NVIDIA's r_t counts these signs too
             penalty = losses.r1_penalty(logits, real_tmp)
             loss = (logits[:, 0] * 0 + penalty * (self.r1_gamma / 2)).mean()
             self._step("Dreg", opt_D, loss, gain=t["r1_interval"])
             self.epoch_means["r1_penalty"].update(penalty.mean().detach())
         self._trainable(G=True, D=True)
 
-        # Counters, G_ema, ADA.
-        world = self.world
-        self.nimg += n * world
+        # G_ema (beta from the images seen before this minibatch, as NVIDIA), counters, ADA.
+        batch = n * self.world
+        ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else batch * 10 / 32
+        update_ema(self.G_ema, self.G, ema_beta(batch, ema_kimg, self.nimg, self.ema_rampup))
+        self.nimg += batch
         self.minibatch += 1
         self.epoch_minibatch += 1
-        ema_kimg = t["ema_kimg"] if t["ema_kimg"] is not None else n * world * 10 / 32
-        update_ema(self.G_ema, self.G, ema_beta(n * world, ema_kimg, self.nimg, t["ema_rampup"]))
-        self.ada.step(self.augment, n * world)
+        self.ada.step(self.augment, batch)
 
         self.log_dict({"kimg": self.kimg, "loss_G": loss_G.detach(), "loss_D": loss_D.detach()},
                       prog_bar=True, on_step=True, on_epoch=False)
@@ -323,18 +347,18 @@ def _has_p(augment) -> bool:
     return augment is not None and hasattr(augment, "p")
 
 
-def _build_augment(acfg: dict):
-    """(augment module or None, ADA controller). The controller always measures r_t."""
+def _build_augment(acfg: dict, ada_kimg: float):
+    """(augment module or None, ADA controller). The controller always measures r_t; it moves p only for ADA."""
     from .augment import ADAController, DiffAugment, make_augment_pipe
 
     kind = acfg.get("kind", "none")
+    given = {k: acfg[k] for k in ("target", "interval") if acfg.get(k) is not None}  # else ADAController's
     if kind == "ada":
         pipe = make_augment_pipe(acfg.get("preset", "bgc"))
         pipe.p.fill_(float(acfg.get("initial_p", 0.0)))
-        ctrl = ADAController(target=acfg.get("target", 0.6), interval=acfg.get("interval", 4),
-                             ada_kimg=acfg.get("ada_kimg", 500))
-        return pipe, ctrl
-    ctrl = ADAController(target=acfg.get("target", 0.6), interval=acfg.get("interval", 4), adjust=False)
+        fixed = "target" in acfg and acfg["target"] is None  # NVIDIA's --aug=fixed: p stays at initial_p
+        return pipe, ADAController(**given, ada_kimg=None if fixed else ada_kimg)
+    ctrl = ADAController(**given)
     if kind == "diffaug":
         return DiffAugment(policy=acfg.get("policy", "color,translation,cutout")), ctrl
     if kind == "none":
