@@ -417,8 +417,8 @@ def _our_loop(fx: dict, tmp: Path) -> dict:
     return out
 
 
-# one entry per LOOP_CASES fixture of tools/make_nvidia_fixtures.py (train_loop_bgc_p05 joins once ADA = NVIDIA's pipe)
-LOOP_FIXTURES = ["train_loop"]
+# one entry per LOOP_CASES fixture of tools/make_nvidia_fixtures.py: augmentation off, and ADA bgc at a fixed p = 0.5
+LOOP_FIXTURES = ["train_loop", "train_loop_bgc_p05"]
 
 
 @pytest.mark.parametrize("name", LOOP_FIXTURES)

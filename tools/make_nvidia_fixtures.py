@@ -314,11 +314,11 @@ LOOP_CASES = {
     # augmentation off: NVIDIA measures r_t only with an AugmentPipe, so it gets one with every op disabled (it returns
     # its input and draws nothing); the ADA controller still runs and p moves
     "train_loop": dict(augment=dict(kind="ada", target=0.2, interval=2, ada_kimg=0.1, initial_p=0.05), augpipe={}),
-    # ADA 'bgc' at a fixed p (NVIDIA's --aug=fixed): its draws are recorded like the others. Not written by default:
-    # add it to DEFAULT_LOOP_CASES, and a test, once our AugmentPipe draws as NVIDIA's does (issue 20, item 1)
+    # ADA 'bgc' at a fixed p (NVIDIA's --aug=fixed): its draws are recorded like the others, and our AugmentPipe
+    # draws as NVIDIA's does, so the same replay drives both pipelines
     "train_loop_bgc_p05": dict(augment=dict(kind="ada", preset="bgc", target=None, initial_p=0.5), augpipe=BGC),
 }
-DEFAULT_LOOP_CASES = ("train_loop",)
+DEFAULT_LOOP_CASES = ("train_loop", "train_loop_bgc_p05")
 
 
 def nvidia_loop_kwargs(t: dict, a: dict, augpipe: dict) -> dict:
@@ -526,7 +526,7 @@ def main(argv=None) -> int:
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
     ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle", *LOOP_CASES], action="append",
-                    help="regenerate just this fixture (repeatable); train_loop_bgc_p05 is written only when named")
+                    help="regenerate just this fixture (repeatable)")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
