@@ -32,6 +32,16 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 DLIB_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+# Where dlib's face chip lies in an FFHQ-aligned image (left, top, right, bottom, as fractions of its side).
+# FFHQ's alignment recipe is defined on dlib's 68 landmarks (eye centres = means of points 36-41 and 42-47,
+# mouth corners = points 48 and 54), and get_face_chip_details(size=150, padding=0.25) maps dlib's mean face
+# (its 5-point template: eye corners and nose base) to the chip. Put dlib's mean face through the FFHQ recipe
+# (projection/align.py: eye distance 0.529, eye-to-mouth 0.564 in mean-face units, so the crop is 4 x eye
+# distance = 2.117 units wide, centred 0.1 x eye-to-mouth below the eyes) and the chip, the mean face's
+# [-0.25, 1.25] square, lands at this fixed box. A real face deviates from the mean face by its own
+# proportions; on the fixture photos the box costs 0.05-0.09 of embedding distance against dlib's own chip
+# (tests/test_dlib_face.py), against 0.33-0.46 between photos of the same person.
+FFHQ_CHIP_BOX = (0.1504, 0.2532, 0.8589, 0.9618)
 DLIB_PACKAGE = "face-recognition-models"
 CHIP_SIZE = 150
 # residual blocks from the input on: (channels, downsamples), as in dnn_face_recognition_ex.cpp
@@ -280,6 +290,20 @@ class DlibFaceNet(nn.Module):
         return self
 
 
+def ffhq_chips(images: torch.Tensor, size: int = CHIP_SIZE) -> torch.Tensor:
+    """FFHQ-aligned faces (float [N, 3, R, R], 0-255) -> dlib-style face chips [N, 3, size, size].
+
+    The fixed FFHQ_CHIP_BOX, resampled by roi_align: bilinear, averaging several samples per output pixel when
+    the box is larger than the chip (no aliasing at 256 px and up) and interpolating when it is smaller."""
+    from torchvision.ops import roi_align
+
+    n, _, h, w = images.shape
+    x0, y0, x1, y1 = FFHQ_CHIP_BOX
+    box = torch.tensor([x0 * w, y0 * h, x1 * w, y1 * h], dtype=images.dtype, device=images.device)
+    boxes = torch.cat([torch.arange(n, dtype=images.dtype, device=images.device)[:, None], box.expand(n, 4)], 1)
+    return roi_align(images, boxes, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
 def load_dlib_face_net(path=None) -> DlibFaceNet:
     """The network from dlib's .dat (default: the file in the installed face-recognition-models package)."""
     if path is None:
@@ -300,4 +324,4 @@ def load_dlib_face_net(path=None) -> DlibFaceNet:
         raise UserError(f"{path}: not dlib's face-recognition ResNet ({exc})") from None
 
 
-__all__ = ["CHIP_SIZE", "DLIB_FILE", "DLIB_PACKAGE", "DlibFaceNet", "dlib_model_path", "load_dlib_face_net"]
+__all__ = ["CHIP_SIZE", "DLIB_FILE", "FFHQ_CHIP_BOX", "ffhq_chips", "DLIB_PACKAGE", "DlibFaceNet", "dlib_model_path", "load_dlib_face_net"]
