@@ -69,9 +69,10 @@ def test_same_person_closer_than_another_person_on_real_photos(resolution, refer
     assert max(same) < 0.6 < min(different)  # dlib's own threshold holds on photos
     if resolution == 256:
         # the fixed FFHQ box stands in for dlib's own landmark-fitted chip: it moves each descriptor less than
-        # another photo of the same person does (measured 0.07-0.21 against 0.33-0.44)
+        # another photo of the same person does. Measured 0.07-0.21 (mean 0.13) against 0.33-0.44; moving the
+        # box by 3 % of the image up or down gives 0.18-0.30, by 5 % 0.2-0.4
         shift = np.linalg.norm(feats["embedding"] - reference["embeddings"].double().numpy(), axis=1)
-        assert shift.max() < min(same), (shift, same)
+        assert shift.max() < min(0.25, min(same)) and shift.mean() < 0.16, (shift, same)
     np.testing.assert_allclose(np.diag(d), 0, atol=1e-12)
     np.testing.assert_allclose(d, d.T, atol=1e-12)
     scores = identity_scores(ident, feats, {k: v[[1, 0, 2, 3]] for k, v in feats.items()})  # 0 <-> 1: same person
