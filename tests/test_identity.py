@@ -168,7 +168,8 @@ def test_proxy_sanity_on_synthetic_faces():
     proxy = ProxyIdentity()
     base = proxy.features(torch.from_numpy(photo))
     for what, img in mild.items():
-        s = identity_scores(proxy, base, proxy.features(torch.from_numpy(np.clip(img, 0, 255).round().astype(np.uint8))))
+        changed = torch.from_numpy(np.clip(img, 0, 255).round().astype(np.uint8))
+        s = identity_scores(proxy, base, proxy.features(changed))
         assert s["idnorm_proxy"][0] < 0.1 and s["idretr_proxy"][0] == 1.0, (what, s)
     s = identity_scores(proxy, base, proxy.features(torch.from_numpy(toon)))
     assert s["idnorm_proxy"][0] < 1.0 and s["idretr_proxy"][0] > 0.5, s

@@ -325,4 +325,5 @@ def load_dlib_face_net(path=None) -> DlibFaceNet:
         raise UserError(f"{path}: not dlib's face-recognition ResNet ({exc})") from None
 
 
-__all__ = ["CHIP_SIZE", "DLIB_FILE", "FFHQ_CHIP_BOX", "ffhq_chips", "DLIB_PACKAGE", "DlibFaceNet", "dlib_model_path", "load_dlib_face_net"]
+__all__ = ["CHIP_SIZE", "DLIB_FILE", "DLIB_PACKAGE", "FFHQ_CHIP_BOX", "DlibFaceNet", "dlib_model_path", "ffhq_chips",
+           "load_dlib_face_net"]
