@@ -10,8 +10,9 @@ Extractors behind one interface, each named for what it measures (the `extractor
 - `lpips`: LPIPS distance with local backbone weights (the lpips wheel ships only its linear heads);
 - `proxy` (offline, no weights; `auto` below 64 px): (1 − Pearson correlation of the 16×16 RGB thumbnails) / 2,
   the same formula for every seed. A proxy: it sees layout, pose and colour at a coarse scale, not who
-  someone is. (It replaced MTCNN landmarks averaged with an 8×8 luminance term: at 32 px MTCNN lost a third
-  to most of the faces, a lost face scored 1, and the per-seed loss mixed two formulas.)
+  someone is. (It replaced MTCNN landmarks averaged with an 8×8 luminance term: at 32 px MTCNN lost two
+  thirds of the base's own faces and most stylised ones, a lost face scored 1, and the per-seed loss mixed
+  two formulas.)
 
 Per cell, for the main metric `idloss_<x>` (the mean over seeds of the paired distance) and its spread
 `idloss_<x>_std`: `idbase_<x>`, the "another person" baseline = mean distance between base(z_i) and
@@ -70,10 +71,6 @@ class IdentityExtractor:
         `per_seed(a, b)[metric]` when a and b are paired."""
         raise NotImplementedError
 
-    def rates(self, base: dict, cell: dict) -> dict[str, float]:
-        """Extra per-cell numbers that are not per-seed losses."""
-        return {}
-
     def _as_float(self, batch: torch.Tensor, size: int) -> torch.Tensor:
         x = batch.to(self.device).permute(0, 3, 1, 2).float() / 255
         return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -106,7 +103,7 @@ def retrieval_rate(extractor: IdentityExtractor, base: dict, cell: dict) -> floa
 
 def identity_scores(extractor: IdentityExtractor, base: dict, cell: dict) -> dict[str, tuple[float, int]]:
     """{metric: (value, number of seeds it is averaged over)} for one cell: mean of every per-seed loss, the
-    spread (std) of the main one, its baseline, normalised loss and retrieval rate, and the extractor's rates."""
+    spread (std) of the main one, and its baseline, normalised loss and retrieval rate."""
     n = len(next(iter(cell.values())))
     if len(next(iter(base.values()))) != n:
         raise ValueError(f"identity: {n} cell images but {len(next(iter(base.values())))} base images")
@@ -124,7 +121,6 @@ def identity_scores(extractor: IdentityExtractor, base: dict, cell: dict) -> dic
         out[f"idnorm_{x}"] = (out[extractor.metric][0] / idbase if idbase > 0 else float("nan"),
                               out[extractor.metric][1])
         out[f"idretr_{x}"] = (retrieval_rate(extractor, base, cell), n)
-    out.update({k: (v, n) for k, v in extractor.rates(base, cell).items()})
     return out
 
 
