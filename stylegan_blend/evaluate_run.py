@@ -191,8 +191,10 @@ def outside_main(argv: list[str]) -> int:
     p.add_argument("--extractor", default="randcnn", help="inception (real FID/KID) or randcnn (offline proxy)")
     p.add_argument("--inception-path", default=None)
     p.add_argument("--num-gen", type=int, default=200)
-    p.add_argument("--identity", default="auto", help="auto (identity_dlib from 64 px when installed, else proxy), identity_dlib, proxy, identity_facenet, lpips, or none")
-    p.add_argument("--identity-weights", default=None, help="local weights file for identity_facenet / lpips (identity_dlib: another .dat)")
+    p.add_argument("--identity", default="auto", help="auto (identity_dlib from 64 px when installed, else "
+                   "proxy), identity_dlib, proxy, identity_facenet, lpips, or none")
+    p.add_argument("--identity-weights", default=None,
+                   help="local weights file for identity_facenet / lpips (identity_dlib: another .dat)")
     p.add_argument("--identity-num", type=int, default=100, help="seeds paired with the base per cell")
     p.add_argument("--source-data", default=None, help="also score against the source set (src_ metrics)")
     p.add_argument("--rule", default="knee", help="selection rule: knee, min_identity=X, weighted=A")

@@ -175,7 +175,7 @@ def identity_check(name: str, G, device) -> tuple | None:
 
 
 def identity_line(extractor, idbase: float, result, labels: list[str]) -> str:
-    """`  identity to the input (...): base reconstruction 0.312 (0.60 of another person), ...`"""
+    """`  identity to the input photo (...): base reconstruction 0.312 (0.60), swap 16 (low_base) ...`"""
     from .stylize import identity_to_input
 
     parts = [f"{label.replace(chr(10), ' ')} {d:.3f} ({d / idbase:.2f})"
