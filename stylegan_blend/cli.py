@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "stylegan_blend.evaluation.commands",
     "stylegan_blend.reporting.commands",
     "stylegan_blend.projection.commands",
+    "stylegan_blend.projection.identity_command",
 )
 
 

@@ -121,7 +121,7 @@ def _link_network(out: Path, epoch: int, source: Path) -> None:
 
 def score_outside_run(base: Path, checkpoints: Path, data: Path, out: Path, swap_res: list[int],
                       directions: list[str], extractor: str = "randcnn", num_gen: int = 200,
-                      identity: str | None = "proxy", identity_weights: str | None = None,
+                      identity: str | None = "auto", identity_weights: str | None = None,
                       identity_num: int = 100, source_data: str | None = None, inception_path: str | None = None,
                       rule: str = "knee", device: str = "cpu", batch_size: int = 32) -> Path:
     """Score every checkpoint in `checkpoints` like our blend callback does; returns the report's index.html."""
@@ -191,8 +191,10 @@ def outside_main(argv: list[str]) -> int:
     p.add_argument("--extractor", default="randcnn", help="inception (real FID/KID) or randcnn (offline proxy)")
     p.add_argument("--inception-path", default=None)
     p.add_argument("--num-gen", type=int, default=200)
-    p.add_argument("--identity", default="proxy", help="proxy, identity_facenet, lpips, or none")
-    p.add_argument("--identity-weights", default=None, help="local weights file for identity_facenet / lpips")
+    p.add_argument("--identity", default="auto", help="auto (identity_dlib from 64 px when installed, else "
+                   "proxy), identity_dlib, proxy, identity_facenet, lpips, or none")
+    p.add_argument("--identity-weights", default=None,
+                   help="local weights file for identity_facenet / lpips (identity_dlib: another .dat)")
     p.add_argument("--identity-num", type=int, default=100, help="seeds paired with the base per cell")
     p.add_argument("--source-data", default=None, help="also score against the source set (src_ metrics)")
     p.add_argument("--rule", default="knee", help="selection rule: knee, min_identity=X, weighted=A")

@@ -71,6 +71,16 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
     assert {k for k in ident} == {(r["epoch"], r["swap_res"]) for r in style}
     assert all(r["extractor"] == "proxy" and np.isfinite(float(r["value"])) for r in ident.values())
     assert [float(r["value"]) for k, r in ident.items() if k[1] == "base"] == [pytest.approx(0.0, abs=1e-9)]
+    # and its scale: one another-person baseline for the run (same base seeds), idnorm = idloss / idbase, and the
+    # base against itself retrieves every seed
+    by = {(r["epoch"], r["swap_res"], r["metric"]): float(r["value"]) for r in rows}
+    idbase = {v for (e, s, m), v in by.items() if m == "idbase_proxy"}
+    assert len(idbase) == 1 and 0 < idbase.pop() < 1
+    for (epoch, swap_res) in ident:
+        assert by[(epoch, swap_res, "idnorm_proxy")] == pytest.approx(
+            by[(epoch, swap_res, "idloss_proxy")] / by[(epoch, swap_res, "idbase_proxy")], rel=1e-5, abs=1e-9)
+        assert 0 <= by[(epoch, swap_res, "idretr_proxy")] <= 1
+    assert [v for (e, s, m), v in by.items() if s == "base" and m == "idretr_proxy"] == [1.0]
     for epoch in (1, 2):
         folder = run / "samples" / "blends" / f"epoch={epoch:04d}"
         assert {p.stem for p in folder.glob("*.png")} >= {"swap4_low_base", "swap8_low_base", "none"}

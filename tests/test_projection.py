@@ -346,6 +346,43 @@ def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
     assert not np.array_equal(cols[2], cols[3])
 
 
+def test_stylize_prints_identity_to_the_input(nets, tmp_path, capsys):
+    """32 px -> the proxy: each render's (1 - Pearson r of 16x16 RGB thumbnails) / 2 to the input crop, and that
+    over the base model's mean distance between seeds 0-99, recomputed here with NumPy."""
+    from stylegan_blend.sampling import generate_images
+
+    w = torch.randn(nets["base"].num_ws, nets["base"].w_dim)
+    save_w(tmp_path / "w.npz", w)
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--run", nets["root"] / "run",
+                         "--epoch", 3, "--swap-res", "8,none", "--w", tmp_path / "w.npz", "--no-align",
+                         "--outdir", tmp_path], capsys)
+    assert code == 0, cap.err
+    (line,) = [x for x in cap.out.splitlines() if "identity to the input photo" in x]
+    assert "idloss_proxy, a proxy" in line
+
+    def thumbs(imgs):
+        x = np.asarray(imgs, np.float64).reshape(len(imgs), 16, 2, 16, 2, 3).mean(axis=(2, 4))
+        return x.reshape(len(imgs), -1)
+
+    def dist(a, b):
+        return (1 - np.corrcoef(a, b)[0, 1]) / 2
+
+    base_t = thumbs(generate_images(nets["base"], range(100), batch_size=50).numpy())
+    idbase = np.mean([dist(base_t[i], base_t[j]) for i in range(100) for j in range(100) if i != j])
+    crop = center_crop(np.asarray(Image.open(nets["photo"])), 32)
+    renders = [render(nets["base"], w), render(nets["blend"], w), render(nets["tuned"], w)]
+    t = thumbs(np.stack([crop, *renders]))
+    for label, r in zip(["base reconstruction", "swap 8 (low_base)", "fine-tuned (epoch 3)"], range(1, 4)):
+        d = dist(t[0], t[r])
+        assert f"{label} {d:.3f} ({d / idbase:.2f})" in line, (label, d, d / idbase, line)
+    assert f"another-person distance {idbase:.3f}" in line
+
+    code, cap = run_cli(["stylize", nets["photo"], "--base", nets["root"] / "base.pt", "--blend",
+                         nets["root"] / "blend.pt", "--w", tmp_path / "w.npz", "--no-align", "--outdir", tmp_path,
+                         "--identity", "none"], capsys)
+    assert code == 0 and "identity to the input" not in cap.out, cap.err
+
+
 def sheet_tiles(sheet: np.ndarray, n: int, labels: list[str], title: str, native: int = 32) -> list[np.ndarray]:
     """The n images of a one-row stylize sheet, enlarged 4x (32 px -> 128): each 4x4 block is one pixel."""
     from stylegan_blend.reporting.sheet import sheet_layout

@@ -64,7 +64,7 @@ class BlendScorer:
     cache_dir: str | None = None
     sample_seeds: list[int] = field(default_factory=lambda: list(range(6)))
     device: str = "cpu"
-    identity_name: str | None = "proxy"  # identity extractor (evaluation/identity.py); None: style only
+    identity_name: str | None = "auto"  # identity extractor (evaluation/identity.py); None: style only
     identity_weights: str | None = None
     num_identity: int = 100  # seeds 0..n-1 of each cell paired with the base model's same seeds
 
@@ -83,7 +83,7 @@ class BlendScorer:
                    batch_size=int(m.get("batch_size", 32)), inception_path=m.get("inception_path"),
                    source_data=m.get("source_data"), cache_dir=cfg.get("paths", {}).get("cache_dir"),
                    sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device),
-                   identity_name=m.get("identity", "proxy"), identity_weights=m.get("identity_weights"),
+                   identity_name=m.get("identity", "auto"), identity_weights=m.get("identity_weights"),
                    num_identity=int(m.get("identity_num", 100)))
 
     # -------------------------------------------------------------- setup
@@ -115,7 +115,8 @@ class BlendScorer:
         if self.identity_name:
             from ..evaluation.identity import make_identity
 
-            self.identity = make_identity(self.identity_name, device=self.device, weights=self.identity_weights)
+            self.identity = make_identity(self.identity_name, device=self.device, weights=self.identity_weights,
+                                          resolution=self.resolution)
         self._base_identity = None
         self._ready = True
 

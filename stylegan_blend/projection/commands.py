@@ -39,6 +39,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-align", action="store_true", help="centre-crop instead of detecting and aligning a face")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: cuda if present")
     p.add_argument("--seed", type=int, default=0, help="seed of the projection's noise (default 0)")
+    p.add_argument("--identity", default="auto",
+                   choices=("auto", "identity_dlib", "proxy", "identity_facenet", "lpips", "none"),
+                   help="print each render's identity distance to the input photo with this extractor, also "
+                        "normalised by the base model's another-person distance (idbase over seeds 0-99); auto "
+                        "(default) = identity_dlib from 64 px when installed, else proxy; none = skip")
     p.add_argument("--lpips-path", metavar="PATH",
                    help="VGG LPIPS weights (NVIDIA's vgg16.pt or an lpips.LPIPS(net='vgg') state dict); "
                         "default $STYLEGAN_BLEND_LPIPS, else the offline pyramid + D-feature loss")
@@ -140,6 +145,7 @@ def stylize_command(args) -> int:
             print(f"{photo}: {found}", flush=True)
             jobs.append((f"{photo.stem}_face{k}" if args.all_faces else photo.stem, crop))
 
+    identity = identity_check(args.identity, G, device)
     args.outdir.mkdir(parents=True, exist_ok=True)
     labels = sheet_labels(blend_labels(args), aligned=not args.no_align)
     for i, (name, crop) in enumerate(jobs):
@@ -149,7 +155,34 @@ def stylize_command(args) -> int:
         png, _npz = save_outputs(args.outdir, name, result, labels)
         how = "given w" if result.loss_name is None else f"{args.steps} steps, loss {result.loss_name}"
         print(f"{png} ({how}, {result.seconds:.1f} s on {device})")
+        if identity is not None:
+            print(identity_line(*identity, result, labels[1:]))
     return 0
 
 
-__all__ = ["register", "stylize_command", "parse_swap_res", "resolve_device"]
+IDENTITY_SEEDS = 100  # as metrics.identity_num: the same idbase a run's idnorm_* uses
+
+
+def identity_check(name: str, G, device) -> tuple | None:
+    """(extractor, the base model's idbase over seeds 0-99) for the per-render identity line; None for 'none'."""
+    if name == "none":
+        return None
+    from ..evaluation.identity import identity_baseline, make_identity
+    from ..evaluation.scoring import identity_features
+
+    extractor = make_identity(name, device=device, resolution=G.img_resolution)
+    return extractor, identity_baseline(extractor, identity_features(G, extractor, IDENTITY_SEEDS, device=device))
+
+
+def identity_line(extractor, idbase: float, result, labels: list[str]) -> str:
+    """`  identity to the input photo (...): base reconstruction 0.312 (0.60), swap 16 (low_base) ...`"""
+    from .stylize import identity_to_input
+
+    parts = [f"{label.replace(chr(10), ' ')} {d:.3f} ({d / idbase:.2f})"
+             for label, d in zip(labels, identity_to_input(extractor, result))]
+    proxy = ", a proxy, not a face network" if extractor.name == "proxy" else ""
+    return (f"  identity to the input photo ({extractor.metric}{proxy}; in brackets / the base model's "
+            f"another-person distance {idbase:.3f}, 1.0 = another person): " + ", ".join(parts))
+
+
+__all__ = ["register", "stylize_command", "parse_swap_res", "resolve_device", "identity_check", "identity_line"]

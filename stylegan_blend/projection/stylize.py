@@ -78,6 +78,13 @@ def stylize_image(base_G, blended_G, image_uint8, steps: int = 1000, align: bool
     return out.aligned, out.recon, out.stylised[0], out.w
 
 
+def identity_to_input(extractor, result: Stylised) -> list[float]:
+    """The identity distance (evaluation/identity.py) from the aligned input photo to the base reconstruction and
+    to each stylised render, in that order: what the projection kept of the person, and what each blend keeps."""
+    feats = extractor.features(torch.from_numpy(np.stack([result.aligned, result.recon, *result.stylised])))
+    return [float(v) for v in extractor.pairwise({k: v[:1] for k, v in feats.items()}, feats)[0, 1:]]
+
+
 def side_by_side(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(images, axis=1)
 
