@@ -79,15 +79,20 @@ def kid_subset_size(n1: int, n2: int, max_subset_size: int = 1000) -> int:
 
 
 def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020) of `fake` against `real`: each real sample's ball reaches its
-    k-th nearest real neighbour; density = mean number of balls a fake falls in, / k (≈1 when the sets match,
-    not capped, so it rewards fakes piling up in dense regions); coverage = share of real balls holding at
-    least one fake (mode coverage, in [0, 1]). Both higher is better."""
+    """Density and coverage (Naeem et al. 2020) of `fake` against `real`: each real sample's ball is open, of
+    radius the distance to its k-th nearest real neighbour; density = mean number of balls a fake falls in, / k
+    (≈1 when the sets match, not capped, so it rewards fakes piling up in dense regions); coverage = share of
+    real balls holding at least one fake (mode coverage, in [0, 1]). Both higher is better.
+
+    Inside means strictly closer than the radius, as in the authors' `prdc` package: then fake == real gives
+    density exactly 1 (each ball holds its own centre and the k − 1 neighbours strictly inside it), where `<=`
+    would count the k-th neighbour too and give (k + 1) / k. Ties are this study's case: a memorised training
+    image generated again sits at distance 0 from its real twin."""
     from scipy.spatial.distance import cdist
 
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     if len(real) <= k:
         raise UserError(f"density/coverage with k={k} needs more than {k} reference samples, got {len(real)}")
     radii = np.sort(cdist(real, real), axis=1)[:, k]  # column 0 is the sample itself
-    inside = cdist(fake, real) <= radii[None, :]  # [fake, real]
+    inside = cdist(fake, real) < radii[None, :]  # [fake, real]; strict, as prdc
     return float(inside.sum() / (k * len(fake))), float(inside.any(axis=0).mean())
