@@ -94,9 +94,23 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
     # and the selection: every blend cell with its two axes, exactly one chosen, on the front; the scatter
     sel = max((run / "wandb").glob("offline-run-*/files/media/table/blend/selection_*.table.json"),
               key=lambda p: len(json.loads(p.read_text())["data"]))
-    data = json.loads(sel.read_text())["data"]
-    assert len(data) == 4 and [r[5] for r in data if r[6]] == [True]
+    table = json.loads(sel.read_text())
+    col = {c: i for i, c in enumerate(table["columns"])}
+    data = table["data"]
+    assert len(data) == 4 and [r[col["on_front"]] for r in data if r[col["chosen"]]] == [True]
+    assert all(r[col["style_ci_lo"]] <= r[col["style_ci_hi"]] for r in data)  # the bootstrap's CIs ride along
     assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/selection_scatter_*.png"))
+    # every run leaves selection.json (the pick, its stability, B, seeds) and per-seed scores per cell
+    record = json.loads((run / "selection.json").read_text())
+    chosen = [r for r in data if r[col["chosen"]]][0]
+    assert (record["chosen"]["epoch"], record["chosen"]["cell"]) == (chosen[col["epoch"]], chosen[col["cell"]])
+    assert 0 < record["stability"] <= 1 and record["bootstrap"]["resamples"] == 200
+    assert record["bootstrap"]["n_seeds"] == {"style": 8, "identity": 8}
+    assert record["summary"].startswith(chosen[col["label"]] + " (stable ")
+    assert wb.summary["best"] == f"best by knee: {record['summary']}"  # the W&B run's headline
+    for epoch in (1, 2):
+        assert {p.stem for p in (run / "scores" / f"epoch={epoch:04d}").glob("*.npz")} >= {
+            "swap4_low_base", "swap8_low_base", "none"}
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))
@@ -302,10 +316,8 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
 
     for p in runs:  # the summary's best cell is the cell the run's selection rule picks
         assert summary[p.parent.name]["status"] == "completed"
-        m = re.fullmatch(r"overall best by knee: (\S+) style=(\S+) identity_loss=(\S+) \(e1·s[48], .*",
-                         summary[p.parent.name]["best"])
-        chosen = run_selection(p.parent).overall.point
-        assert m and m.group(1) == chosen.cell, summary[p.parent.name]
-        assert float(m.group(2)) == pytest.approx(chosen.style, rel=1e-3)
-        assert float(m.group(3)) == pytest.approx(chosen.identity, rel=1e-3)
+        m = re.fullmatch(r"best by knee: (e1·s[48]) \(stable (\d+) %(; also e1·s[48])?\)", summary[p.parent.name]["best"])
+        sel = run_selection(p.parent)
+        assert m and m.group(1) == sel.overall.point.label, summary[p.parent.name]
+        assert int(m.group(2)) == round(100 * sel.bootstrap.overall.stability)
     assert result["best_value"] == pytest.approx(min(values))

@@ -40,6 +40,7 @@ class MetricRow:
     n_ref: int | None
     extractor: str
     cell: str
+    network_sha256: str = ""  # the scored network file's hash ("" in files written before the column)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ def parse_metric_row(row: Mapping, where: str) -> MetricRow:
                      n_gen=_number(where, row, "n_gen", int, optional=True),
                      n_ref=_number(where, row, "n_ref", int, optional=True),
                      extractor=_field(row, "extractor"),
-                     cell=cell_name(swap_raw if swap_res is None else swap_res, direction))
+                     cell=cell_name(swap_raw if swap_res is None else swap_res, direction),
+                     network_sha256=_field(row, "network_sha256"))
 
 
 def read_metrics(path: Path) -> list[MetricRow]:
