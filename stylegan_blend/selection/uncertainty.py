@@ -119,8 +119,9 @@ def _verdict(chosen: Point, candidates: Sequence[Point], winners: list, values: 
     runner = {key(p): p for p in candidates}.get(others[0]) if others else None
     needed = None
     if stability < 0.5 and runner is not None:
-        margin = decision(*values[key(runner)]) - decision(*values[k])  # [B]
-        mean, se = float(np.mean(margin)), float(np.std(margin, ddof=1))
+        # the observed difference on the rule's scale, and its standard error from the paired resamples
+        mean = decision(runner.style, runner.identity) - decision(chosen.style, chosen.identity)
+        se = float(np.std(decision(*values[key(runner)]) - decision(*values[k]), ddof=1))
         if abs(mean) > 1e-12 and se > 0:
             needed = max(n_id + 1, math.ceil(n_id * (1.96 * se / abs(mean)) ** 2))
     return Uncertainty(chosen, stability, tuple(also), runner, needed, n_id)
