@@ -321,3 +321,56 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
         assert m and m.group(1) == sel.overall.point.label, summary[p.parent.name]
         assert int(m.group(2)) == round(100 * sel.bootstrap.overall.stability)
     assert result["best_value"] == pytest.approx(min(values))
+
+
+def test_style_is_scored_against_the_val_split_when_it_is_large_enough(tmp_path, base):
+    """50 held-out images: style against val, the fine-tuned model also against train (the memorisation gap),
+    said in scores/style_reference.json and the report; one image fewer and train is the reference."""
+    import json
+
+    from test_evaluation import flat_blobs, write_pngs
+
+    from stylegan_blend.callbacks.blend_eval import BlendScorer, style_gaps
+    from stylegan_blend.checkpoints import load_network
+    from stylegan_blend.evaluation import make_extractor, reference_features, score
+    from stylegan_blend.reporting.report import load_sections, style_gap_series
+
+    data = tmp_path / "data"
+    names = write_pngs(data / "images", flat_blobs(62, 0, res=16))
+    entries = [dict(file=f"images/{n}", split="val" if i >= 12 else "train", sha256=str(i), source=n, time_s=None)
+               for i, n in enumerate(names)]
+    (data / "manifest.json").write_text(json.dumps(dict(format="stylegan_blend.dataset", version=1, settings={},
+                                                        val_fraction=0.8, seed=0, images=entries)))
+    tuned = load_network(base).G_ema
+    ext = make_extractor("randcnn")
+    for min_val, split, n_ref in ((50, "val", 50), (51, "train", 12)):
+        run = tmp_path / f"run{min_val}"
+        scorer = BlendScorer(run_dir=run, base_path=str(base), data_dir=str(data), resolution=16, swap_res=[4],
+                             num_gen=8, batch_size=8, identity_name=None, cache_dir=str(tmp_path / "cache"),
+                             style_min_val=min_val)
+        rows = scorer.score_checkpoint(tuned, 1, 0.5)
+        kd = {r["swap_res"]: r for r in rows if r["metric"] == "kd_randcnn"}
+        assert {int(r["n_ref"]) for r in kd.values()} == {n_ref}
+        note = json.loads((run / "scores" / "style_reference.json").read_text())
+        assert note["split"] == split and note["n"] == n_ref
+        meta = json.loads(str(np.load(run / "scores" / "epoch=0001" / "swap4_low_base.npz")["meta"]))
+        assert meta["reference_split"] == split
+        ref = reference_features(ext, data, 16, cache_dir=tmp_path / "cache", split=split)
+        feats = np.load(run / "scores" / "epoch=0001" / "none.npz")["style_features"]
+        assert float(kd["none"]["value"]) == pytest.approx(score(feats, ref, ext)["kd_randcnn"], rel=1e-4, abs=1e-7)
+        train_rows = {r["metric"]: r for r in rows if r["metric"].startswith("train_")}
+        if split == "val":  # the memorisation signal: the fine-tuned model against its own training images
+            train = reference_features(ext, data, 16, cache_dir=tmp_path / "cache", split="train")
+            assert {r["swap_res"] for r in train_rows.values()} == {"none"}
+            assert float(train_rows["train_kd_randcnn"]["value"]) == pytest.approx(
+                score(feats, train, ext)["kd_randcnn"], rel=1e-4, abs=1e-7)
+            gap = style_gaps(rows)["blend/style_gap/kd_randcnn"]
+            assert gap == pytest.approx(float(kd["none"]["value"]) - float(train_rows["train_kd_randcnn"]["value"]))
+        else:
+            assert not train_rows and not style_gaps(rows)
+    (section,) = load_sections([tmp_path / "run50"])
+    assert section.style_reference == "held-out val split (50 images)"
+    assert style_gap_series(section)["style_gap"][0] == [1]
+    (section,) = load_sections([tmp_path / "run51"])
+    assert section.style_reference == "training split (the val split has 50 < 51 images)"
+    assert style_gap_series(section) == {}

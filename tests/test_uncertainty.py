@@ -193,3 +193,22 @@ def test_per_seed_files_round_trip_and_stale_files_are_refused(tmp_path):
     # the style reference changed (another split): refused too
     StyleReference(rng.normal(size=(20, 4)), "randcnn", "val").write(tmp_path)
     assert "reference" in RunSeedData(tmp_path, rows).resample(2, "swap4_low_base", "kd_randcnn", "idloss_proxy", ones)
+
+
+def test_best_of_runs_uses_the_rule_and_the_paired_bootstrap():
+    from stylegan_blend.selection.run import select_across
+
+    rng = np.random.default_rng(3)
+    style, loss = rng.normal(1.0, 0.3, 100), rng.normal(0.5, 0.2, 100)
+    # run A's only cell is run B's shifted by a constant on both axes: B's pick dominates in every resample
+    a = {(2, "swap8_low_base"): (style + 0.01, loss + 0.01)}
+    b = {(2, "swap8_low_base"): (style, loss)}
+    sels = [select_rows(rows_for(c), "knee", seeds=FakeSeeds(c)) for c in (a, b)]
+    across = select_across(sels, "knee")
+    assert across.winner == 1 and across.stability == 1.0 and across.also == (0,)
+    assert across.text(["A", "B"]) == "B (stable 100 %; also A)"
+    # a run whose pick is far better on style but much worse on identity is a trade-off, not a loser
+    c = {(2, "swap8_low_base"): (style - 0.5, loss + 0.3)}
+    sels.append(select_rows(rows_for(c), "knee", seeds=FakeSeeds(c)))
+    assert select_across(sels, "knee").winner in (1, 2)  # B and C: both on the runs' front
+    assert select_across(sels, "min_identity=0.4").winner == 1  # C's identity score (~0.2) fails the bar

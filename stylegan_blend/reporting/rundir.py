@@ -63,6 +63,7 @@ class Run:
     blend_options: dict[str, object] = field(default_factory=dict)  # width / mapping the scores were made with
     config_note: str = ""  # why base_network could not be read, if so
     overrides: list[str] = field(default_factory=list)  # Hydra overrides: what distinguishes sweep members
+    style_reference: dict | None = None  # scores/style_reference.json: the split style is scored against, and why
 
     @property
     def name(self) -> str:
@@ -214,4 +215,14 @@ def load_run(run_dir: Path) -> Run:
                diagnostics=read_diagnostics(diagnostics_path) if diagnostics_path.is_file() else None,
                samples=find_samples(run_dir),
                stylized_dirs=[d for d in (run_dir / "report" / "stylized", run_dir / "stylized") if d.is_dir()],
-               base_network=base, blend_options=options, config_note=note, overrides=overrides)
+               base_network=base, blend_options=options, config_note=note, overrides=overrides,
+               style_reference=_read_json(run_dir / "scores" / "style_reference.json"))
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None

@@ -64,7 +64,7 @@ class Selection:
             return f"no cell ({choice.note})"
         u = self.uncertainty(choice)
         if u is None:
-            return f"{choice.point.label} (stability unknown: {self.uncertainty_note or 'no bootstrap'})"
+            return f"{choice.point.label} (stability unknown)"  # why: `uncertainty_note`, printed once
         return u.text()
 
     def line(self, choice: Choice | None = None) -> str:
@@ -250,3 +250,59 @@ def write_selection_json(run_dir, sel: Selection | None, rule=None) -> None:
         record["style_reference"] = None
     text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
     atomic_write(Path(run_dir) / SELECTION_FILE, lambda f: f.write(text.encode()))
+
+
+@dataclass
+class AcrossRuns:
+    """The best of several runs' picks, by the same rule and the same bootstrap as within a run."""
+    winner: int | None  # index into the selections
+    rule: Rule
+    stability: float | None = None
+    also: tuple[int, ...] = ()  # runs whose picks are indistinguishable from the winner's
+    note: str = ""
+
+    def text(self, names: list[str]) -> str:
+        if self.winner is None:
+            return f"no run's pick satisfies {self.rule}"
+        if self.stability is None:
+            return f"{names[self.winner]} (stability unknown: {self.note})"
+        also = f"; also {', '.join(names[i] for i in self.also)}" if self.also else ""
+        return f"{names[self.winner]} (stable {100 * self.stability:.0f} %{also})"
+
+
+def select_across(selections: list[Selection], rule) -> AcrossRuns:
+    """Apply `rule` to the runs' overall picks (scored on the same axes), and to every paired resample of them
+    when all runs drew the same seeds the same way. Weighted sums use each run's style / style(base)."""
+    from dataclasses import replace
+
+    from .rules import select
+    from .uncertainty import key
+
+    rule = parse_rule(rule)
+    picks = [(i, s) for i, s in enumerate(selections) if s.overall.point is not None]
+    if not picks:
+        return AcrossRuns(None, rule, note="no run has a pick")
+
+    def scaled(sel, style):
+        return style / sel.style_scale if rule.kind == "weighted" else style
+
+    points = [replace(s.overall.point, cell=f"run{i}/{s.overall.point.cell}",
+                      style=scaled(s, s.overall.point.style)) for i, s in picks]
+    run_of = {key(p): i for p, (i, _) in zip(points, picks)}
+    choice = select(points, rule)
+    if choice.point is None:
+        return AcrossRuns(None, rule, note=choice.note)
+    winner = run_of[key(choice.point)]
+    boots = [s.bootstrap for _, s in picks]
+    if any(b is None for b in boots) or len({b.draws() for b in boots}) > 1:
+        why = ("a run has no bootstrap" if any(b is None for b in boots)
+               else "runs drew different seeds (num_gen, identity_num or bootstrap settings differ)")
+        return AcrossRuns(winner, rule, note=why)
+    resampled = {}
+    for p, (_, s) in zip(points, picks):
+        st, ident = s.bootstrap.values[(s.overall.point.epoch, s.overall.point.cell)]
+        resampled[key(p)] = (scaled(s, st), ident)
+    b = boots[0]
+    boot = assess(points, rule, choice, [], resampled, 1.0, None, b.resamples, b.seed, b.n_gen, b.n_id)
+    u = boot.overall
+    return AcrossRuns(winner, rule, u.stability, tuple(run_of[key(p)] for p in u.also))

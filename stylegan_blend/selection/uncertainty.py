@@ -90,6 +90,11 @@ class Bootstrap:
     ci: dict[tuple[int, str], tuple[tuple[float, float], tuple[float, float]]]
     overall: Uncertainty | None
     per_epoch: dict[int, Uncertainty] = field(default_factory=dict)
+    values: dict = field(default_factory=dict, repr=False)  # (epoch, cell) -> (style [B], identity [B])
+
+    def draws(self) -> tuple:
+        """What makes two bootstraps paired with each other: the same seeds drawn the same way."""
+        return (self.resamples, self.seed, self.n_gen, self.n_id)
 
 
 def _decision_scale(rule: Rule, points: Sequence[Point], style_scale: float) -> Callable[[float, float], float]:
@@ -144,7 +149,7 @@ def assess(points: Sequence[Point], rule: Rule, overall: Choice, per_epoch: Sequ
             if c.point is not None and c.point.epoch in win_epoch:
                 win_epoch[c.point.epoch].append(key(c.point))
     decision = _decision_scale(rule, finite, style_scale)
-    boot = Bootstrap(resamples, seed, n_gen, n_id, ci, None)
+    boot = Bootstrap(resamples, seed, n_gen, n_id, ci, None, values=values)
     if overall.point is not None:
         boot.overall = _verdict(overall.point, finite, win_all, values, ci, n_id, decision)
     for c in per_epoch:
