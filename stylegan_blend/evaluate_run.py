@@ -78,16 +78,18 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
                 print(f"[{i}/{len(nets)}] epoch {epoch} scored; {elapsed:.0f} s so far, "
                       f"about {elapsed / i * (len(nets) - i):.0f} s left", flush=True)
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    if added and log_wandb:
-        from .tracking import log_posthoc
-
-        if log_posthoc(run_dir, added):  # the run it scores: W&B and metrics.csv agree
-            print(f"logged {len(added)} metric row(s) to the run's W&B run")
     from .train import run_selection
 
     sel = run_selection(run_dir, write=True)  # selection.json follows the new scores
     if sel is not None:
         print(f"{sel.header()}\n{sel.line()}")
+    if added and log_wandb:
+        from .hydra_callbacks import choice_text
+        from .tracking import log_posthoc
+
+        summary = {"best": choice_text(sel)} if sel is not None else None
+        if log_posthoc(run_dir, added, summary=summary):  # the run it scores: W&B and metrics.csv agree
+            print(f"logged {len(added)} metric row(s) to the run's W&B run")
     return len(added)
 
 

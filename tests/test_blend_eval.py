@@ -166,6 +166,17 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, caps
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
     out = capsys.readouterr().out  # progress: one line per checkpoint, with the time left
     assert "[1/2] epoch 1: 2 cell(s) to score" in out and "[2/2] epoch 2 scored;" in out and "s left" in out
+    # the new cells keep their per-seed scores, so the re-made pick (selection.json, the W&B run's summary) has
+    # its bootstrap over every cell, old and new
+    import json
+
+    from wandb_records import offline_runs
+
+    assert (run / "scores" / "epoch=0001" / "swap4_low_tuned.npz").is_file()
+    record = json.loads((run / "selection.json").read_text())
+    assert record["stability"] is not None and record["uncertainty_note"] is None
+    assert offline_runs(run)[-1].summary["best"] == f"best by knee: {record['summary']}"
+    assert record["summary"] in out
 
 
 def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_done(blend_run, tmp_path):
