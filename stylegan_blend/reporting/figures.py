@@ -43,7 +43,7 @@ def cell_label(cell: str) -> str:
 
 
 def _format(value: float) -> str:
-    return f"{value:.3g}"
+    return "0" if abs(value) < 1e-12 else f"{value:.3g}"  # the base against itself: 0 up to rounding
 
 
 def value_range(grids: list[ScoreGrid]) -> tuple[float, float]:
@@ -111,7 +111,7 @@ def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
     extend = _extend(grid.values, vrange)
     label = f"{grid.metric} (lower is better)"
     if identity is not None:
-        label = f"colour, top number: {grid.metric}; bottom number: {identity.metric} (both lower is better)"
+        label = f"{grid.metric}: colour and top number (lower is better)"
     fig.colorbar(image, ax=ax, shrink=0.9, extend=extend, label=label)
     fig.savefig(path)
     return fig
@@ -290,12 +290,13 @@ def selection_scatter(path: Path, selection, title: str) -> None:
     if chosen is not None:
         ax.scatter([chosen.style], [chosen.identity], marker="*", s=320, color="#e4002b", edgecolors="black",
                    zorder=5, label=f"best by {selection.rule}: {selection.summary()}")
-    bars = (" ; bars: 95 % bootstrap intervals over seeds" if selection.bootstrap is not None else
-            f" ; no error bars: {selection.uncertainty_note}")
+    b = selection.bootstrap
+    bars = (f"bars: 95 % intervals over {b.resamples} paired bootstrap resamples of the seeds" if b is not None
+            else f"no error bars: {selection.uncertainty_note}")
     ax.set_xlabel(f"style: {selection.style_metric} to the target set (lower = more stylised)")
-    ax.set_ylabel(_wrap_title(f"identity loss: {selection.identity_metric} vs base, same seeds (lower = same face)"
-                              f"{bars}", 5.6, 8))
-    ax.set_title(title, fontsize=9, wrap=True)
+    ax.set_ylabel(f"identity loss: {selection.identity_metric} vs base, same seeds (lower = same face)")
+    title = f"{title}\n{bars}"
+    ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.savefig(path)
