@@ -146,3 +146,15 @@ def test_report_says_when_no_cell_satisfies_the_rule(tmp_path):
     run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
     html = build_report([run], rule="min_identity=0.95").read_text()
     assert "No blend cell satisfies <code>min_identity=0.95</code>: no cell keeps identity ≥ 0.95; highest is 0.9" in html
+
+
+def test_default_identity_axis_is_the_normalised_loss_of_the_best_network():
+    from stylegan_blend.selection import default_identity_metric
+    from stylegan_blend.selection.run import identity_label
+
+    names = {"kid", "idloss_proxy", "idnorm_proxy", "idbase_proxy", "idloss_dlib", "idnorm_dlib", "idretr_dlib"}
+    assert default_identity_metric(names) == "idnorm_dlib"
+    assert default_identity_metric(names - {"idnorm_dlib"}) == "idnorm_proxy"  # normalised beats a better raw one
+    assert default_identity_metric({"kid", "idloss_lpips", "idloss_proxy"}) == "idloss_lpips"
+    assert "unnormalised" in identity_label("idloss_lpips") and "another person" in identity_label("idnorm_dlib")
+    assert default_identity_metric({"kid", "idbase_proxy"}) is None
