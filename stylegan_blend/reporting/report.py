@@ -208,7 +208,7 @@ def _score_text(section: RunSection, epoch: int, cell: str) -> str:
         k = (ident.epochs.index(epoch), ident.cells.index(cell)) if (
             epoch in ident.epochs and cell in ident.cells) else None
         v = ident.values[k] if k is not None else math.nan
-        text += f" · {section.selection.identity_metric} " + (f"{v:.3g}" if math.isfinite(v) else "–")
+        text += f" · {section.selection.identity_metric} " + (figures._format(v) if math.isfinite(v) else "–")
     return text
 
 
