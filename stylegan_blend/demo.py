@@ -8,7 +8,8 @@
    against "photo" with the src_ prefix);
 4. a synthetic "photo" face projected into the base model and rendered with the best blend;
 5. the report, and one line per epoch with the cell the selection rule (knee by default) picks over
-   (style distance, identity loss), with why, next to the one-sided lowest-style pick.
+   (style distance, identity loss), with why and how stable it is over resampled seeds (selection.json),
+   next to the one-sided lowest-style pick.
 Every step is a command a user could type; the demo prints them.
 """
 from __future__ import annotations
@@ -97,15 +98,18 @@ def print_choice(run: Path, lowest) -> None:
     """Which cell the declared rule picks and why, next to the one-sided pick (lowest style distance)."""
     from stylegan_blend.train import run_selection
 
-    sel = run_selection(run)
+    sel = run_selection(run, write=True)
     if sel is None:
         print("no identity scores: only the one-sided pick below, which always favours the most fine-tuned cell")
     else:
         print(sel.header())
+        if sel.bootstrap is None:
+            print(f"stability unknown: {sel.uncertainty_note}")
         for choice in sel.per_epoch:
-            print(choice)
-        print(sel.overall)
+            print(sel.line(choice))
+        print(sel.line())
         print(f"why: {sel.overall.why()}")
+        print(f"best by {sel.rule}: {sel.summary()}  (written to {run / 'selection.json'})")
     if lowest:
         print(f"one-sided pick (lowest {lowest[-1].metric}, identity ignored): {lowest[-1].cell} at epoch "
               f"{lowest[-1].epoch}")

@@ -78,10 +78,17 @@ def evaluate_run(run_dir: Path, overrides: DictConfig, rescore: bool = False, de
                 print(f"[{i}/{len(nets)}] epoch {epoch} scored; {elapsed:.0f} s so far, "
                       f"about {elapsed / i * (len(nets) - i):.0f} s left", flush=True)
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    from .train import run_selection
+
+    sel = run_selection(run_dir, write=True)  # selection.json follows the new scores
+    if sel is not None:
+        print(f"{sel.header()}\n{sel.line()}")
     if added and log_wandb:
+        from .hydra_callbacks import choice_text
         from .tracking import log_posthoc
 
-        if log_posthoc(run_dir, added):  # the run it scores: W&B and metrics.csv agree
+        summary = {"best": choice_text(sel)} if sel is not None else None
+        if log_posthoc(run_dir, added, summary=summary):  # the run it scores: W&B and metrics.csv agree
             print(f"logged {len(added)} metric row(s) to the run's W&B run")
     return len(added)
 
@@ -148,7 +155,8 @@ def score_outside_run(base: Path, checkpoints: Path, data: Path, out: Path, swap
                          identity_name=identity, identity_weights=identity_weights, num_identity=identity_num)
     scorer.prepare()  # a bad grid, data folder or weights file fails before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    config = {"blend": {"base": str(Path(base).resolve()), "swap_res": swap_res, "directions": directions},
+    config = {"data": {"resolution": res},
+              "blend": {"base": str(Path(base).resolve()), "swap_res": swap_res, "directions": directions},
               "metrics": {"extractor": extractor, "num_gen": num_gen, "identity": identity},
               "selection": {"rule": rule.partition("=")[0], "param": (float(rule.partition("=")[2])
                                                                        if "=" in rule else None)},
@@ -213,12 +221,12 @@ def outside_main(argv: list[str]) -> int:
                               args.identity_num, args.source_data, args.inception_path, args.rule, device)
     from .train import run_selection
 
-    sel = run_selection(args.out)
+    sel = run_selection(args.out, write=True)
     print(f"report: {index}")
     if sel is not None:
         print(sel.header())
         for choice in [*sel.per_epoch, sel.overall]:
-            print(f"  {choice}")
+            print(f"  {sel.line(choice)}")
     return 0
 
 

@@ -106,15 +106,26 @@ def write_job_record(run_dir: Path, status: str, error: str | None = None, best:
     os.replace(tmp, path)
 
 
+def choice_text(sel) -> str | None:
+    """`best by knee: e9·s8 (stable 71 %; also e12·s8, e15·s8)`: the sweep summary's best column."""
+    if sel is None:
+        return None
+    return f"best by {sel.rule}: {sel.summary()}"
+
+
 def best_cell_text(run_dir: Path) -> str | None:
-    """The run's chosen blend under its own selection rule (the rule is named in the text)."""
+    """The run's chosen blend under its own selection rule (the rule is named in the text): from its
+    selection.json when there is one, else computed."""
+    path = Path(run_dir) / "selection.json"
     try:
+        if path.is_file():
+            record = json.loads(path.read_text())
+            return f"best by {record['rule']}: {record['summary']}"
         from .train import run_selection
 
-        chosen = run_selection(Path(run_dir), None)
+        return choice_text(run_selection(Path(run_dir), None))
     except Exception:  # noqa: BLE001 - an unreadable metrics file leaves the cell blank
         return None
-    return " ".join(str(chosen.overall).split()) if chosen is not None else None
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict]:

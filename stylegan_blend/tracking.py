@@ -120,8 +120,9 @@ def finish(exit_code: int, error: str | None = None) -> None:
     wandb.finish(exit_code=exit_code)
 
 
-def log_posthoc(run_dir: Path, rows: list[dict], mode: str | None = None) -> bool:
-    """Log post-hoc metric rows into the run they score (same W&B run id); False if the run used no W&B."""
+def log_posthoc(run_dir: Path, rows: list[dict], mode: str | None = None, summary: dict | None = None) -> bool:
+    """Log post-hoc metric rows into the run they score (same W&B run id), and `summary` into its summary
+    (the re-made pick); False if the run used no W&B."""
     rid = run_id(run_dir, create=False)
     if rid is None or not rows:
         return False
@@ -146,5 +147,7 @@ def log_posthoc(run_dir: Path, rows: list[dict], mode: str | None = None) -> boo
         row[f"blend/{r['metric']}/{cell_name(r['swap_res'], r['direction'])}"] = float(r["value"])
     for (epoch, kimg), row in sorted(by_epoch.items()):
         run.log({"kimg": kimg, "epoch": epoch, **row})
+    for k, v in (summary or {}).items():
+        run.summary[k] = v
     run.finish(exit_code=0)
     return True

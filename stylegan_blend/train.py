@@ -247,20 +247,15 @@ def _is_multirun() -> bool:
     return HydraConfig.initialized() and str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
 
 
-def run_selection(run_dir: Path, selection=None):
-    """The run's blend selection under `selection` (a `selection:` config node; default: the run's own,
-    else knee), or None when metrics.csv is missing or has no identity scores."""
-    from .reporting import read_metrics
-    from .selection import select_rows, selection_options
-    from .selection.run import saved_selection
+def run_selection(run_dir: Path, selection=None, write: bool = False):
+    """The run's blend selection with its bootstrap under `selection` (a `selection:` config node; default: the
+    run's own, else knee), or None when metrics.csv is missing or has no identity scores; `write`: also write
+    <run>/selection.json."""
+    from .selection.run import run_selection as select_run_dir
 
-    if not (run_dir / "metrics.csv").is_file():
-        return None
-    if selection is None:
-        selection = saved_selection(run_dir)
-    if selection is not None and not isinstance(selection, dict):
+    if selection is not None and not isinstance(selection, (dict, str)):
         selection = OmegaConf.to_container(selection, resolve=True)
-    return select_rows(read_metrics(run_dir / "metrics.csv"), **selection_options(selection))
+    return select_run_dir(Path(run_dir), selection, write=write)
 
 
 def best_blend_value(run_dir: Path, selection=None) -> float:
@@ -290,14 +285,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if code is None:
             raise
         sys.exit(code)
-    chosen = run_selection(run_dir, cfg.get("selection"))
+    chosen = run_selection(run_dir, cfg.get("selection"), write=True)
     if _is_multirun():
-        best = " ".join(str(chosen.overall).split()) if chosen is not None else None
-        hydra_callbacks.write_job_record(run_dir, "completed", best=best)
+        hydra_callbacks.write_job_record(run_dir, "completed", best=hydra_callbacks.choice_text(chosen))
     print(f"run directory: {run_dir}")
     if chosen is None:
         return float("inf")
-    print(f"{chosen.header()}\n{chosen.overall}  (value {chosen.overall.value:.4g})")
+    print(f"{chosen.header()}\n{chosen.line()}  (value {chosen.overall.value:.4g})")
     return chosen.overall.value
 
 

@@ -104,9 +104,23 @@ def test_callback_writes_every_checkpoint_cell(blend_run):
     # and the selection: every blend cell with its two axes, exactly one chosen, on the front; the scatter
     sel = max((run / "wandb").glob("offline-run-*/files/media/table/blend/selection_*.table.json"),
               key=lambda p: len(json.loads(p.read_text())["data"]))
-    data = json.loads(sel.read_text())["data"]
-    assert len(data) == 4 and [r[5] for r in data if r[6]] == [True]
+    table = json.loads(sel.read_text())
+    col = {c: i for i, c in enumerate(table["columns"])}
+    data = table["data"]
+    assert len(data) == 4 and [r[col["on_front"]] for r in data if r[col["chosen"]]] == [True]
+    assert all(r[col["style_ci_lo"]] <= r[col["style_ci_hi"]] for r in data)  # the bootstrap's CIs ride along
     assert list((run / "wandb").glob("offline-run-*/files/media/images/blend/selection_scatter_*.png"))
+    # every run leaves selection.json (the pick, its stability, B, seeds) and per-seed scores per cell
+    record = json.loads((run / "selection.json").read_text())
+    chosen = [r for r in data if r[col["chosen"]]][0]
+    assert (record["chosen"]["epoch"], record["chosen"]["cell"]) == (chosen[col["epoch"]], chosen[col["cell"]])
+    assert 0 < record["stability"] <= 1 and record["bootstrap"]["resamples"] == 200
+    assert record["bootstrap"]["n_seeds"] == {"style": 8, "identity": 8}
+    assert record["summary"].startswith(chosen[col["label"]] + " (stable ")
+    assert wb.summary["best"] == f"best by knee: {record['summary']}"  # the W&B run's headline
+    for epoch in (1, 2):
+        assert {p.stem for p in (run / "scores" / f"epoch={epoch:04d}").glob("*.npz")} >= {
+            "swap4_low_base", "swap8_low_base", "none"}
     # nothing from the callback in the Lightning checkpoint
     ck = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert not any("Blend" in k for k in ck.get("callbacks", {}))
@@ -162,6 +176,17 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, caps
     assert new == {(e, s, "low_tuned") for e in ("1", "2") for s in ("4", "8")}
     out = capsys.readouterr().out  # progress: one line per checkpoint, with the time left
     assert "[1/2] epoch 1: 2 cell(s) to score" in out and "[2/2] epoch 2 scored;" in out and "s left" in out
+    # the new cells keep their per-seed scores, so the re-made pick (selection.json, the W&B run's summary) has
+    # its bootstrap over every cell, old and new
+    import json
+
+    from wandb_records import offline_runs
+
+    assert (run / "scores" / "epoch=0001" / "swap4_low_tuned.npz").is_file()
+    record = json.loads((run / "selection.json").read_text())
+    assert record["stability"] is not None and record["uncertainty_note"] is None
+    assert offline_runs(run)[-1].summary["best"] == f"best by knee: {record['summary']}"
+    assert record["summary"] in out
 
 
 def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_done(blend_run, tmp_path):
@@ -312,10 +337,61 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
 
     for p in runs:  # the summary's best cell is the cell the run's selection rule picks
         assert summary[p.parent.name]["status"] == "completed"
-        m = re.fullmatch(r"overall best by knee: (\S+) style=(\S+) identity_loss=(\S+) \(e1·s[48], .*",
-                         summary[p.parent.name]["best"])
-        chosen = run_selection(p.parent).overall.point
-        assert m and m.group(1) == chosen.cell, summary[p.parent.name]
-        assert float(m.group(2)) == pytest.approx(chosen.style, rel=1e-3)
-        assert float(m.group(3)) == pytest.approx(chosen.identity, rel=1e-3)
+        m = re.fullmatch(r"best by knee: (e1·s[48]) \(stable (\d+) %(; also e1·s[48])?\)", summary[p.parent.name]["best"])
+        sel = run_selection(p.parent)
+        assert m and m.group(1) == sel.overall.point.label, summary[p.parent.name]
+        assert int(m.group(2)) == round(100 * sel.bootstrap.overall.stability)
     assert result["best_value"] == pytest.approx(min(values))
+
+
+def test_style_is_scored_against_the_val_split_when_it_is_large_enough(tmp_path, base):
+    """50 held-out images: style against val, the fine-tuned model also against train (the memorisation gap),
+    said in scores/style_reference.json and the report; one image fewer and train is the reference."""
+    import json
+
+    from test_evaluation import flat_blobs, write_pngs
+
+    from stylegan_blend.callbacks.blend_eval import BlendScorer, style_gaps
+    from stylegan_blend.checkpoints import load_network
+    from stylegan_blend.evaluation import make_extractor, reference_features, score
+    from stylegan_blend.reporting.report import load_sections, style_gap_series
+
+    data = tmp_path / "data"
+    names = write_pngs(data / "images", flat_blobs(62, 0, res=16))
+    entries = [dict(file=f"images/{n}", split="val" if i >= 12 else "train", sha256=str(i), source=n, time_s=None)
+               for i, n in enumerate(names)]
+    (data / "manifest.json").write_text(json.dumps(dict(format="stylegan_blend.dataset", version=1, settings={},
+                                                        val_fraction=0.8, seed=0, images=entries)))
+    tuned = load_network(base).G_ema
+    ext = make_extractor("randcnn")
+    for min_val, split, n_ref in ((50, "val", 50), (51, "train", 12)):
+        run = tmp_path / f"run{min_val}"
+        scorer = BlendScorer(run_dir=run, base_path=str(base), data_dir=str(data), resolution=16, swap_res=[4],
+                             num_gen=8, batch_size=8, identity_name=None, cache_dir=str(tmp_path / "cache"),
+                             style_min_val=min_val)
+        rows = scorer.score_checkpoint(tuned, 1, 0.5)
+        kd = {r["swap_res"]: r for r in rows if r["metric"] == "kd_randcnn"}
+        assert {int(r["n_ref"]) for r in kd.values()} == {n_ref}
+        note = json.loads((run / "scores" / "style_reference.json").read_text())
+        assert note["split"] == split and note["n"] == n_ref
+        meta = json.loads(str(np.load(run / "scores" / "epoch=0001" / "swap4_low_base.npz")["meta"]))
+        assert meta["reference_split"] == split
+        ref = reference_features(ext, data, 16, cache_dir=tmp_path / "cache", split=split)
+        feats = np.load(run / "scores" / "epoch=0001" / "none.npz")["style_features"]
+        assert float(kd["none"]["value"]) == pytest.approx(score(feats, ref, ext)["kd_randcnn"], rel=1e-4, abs=1e-7)
+        train_rows = {r["metric"]: r for r in rows if r["metric"].startswith("train_")}
+        if split == "val":  # the memorisation signal: the fine-tuned model against its own training images
+            train = reference_features(ext, data, 16, cache_dir=tmp_path / "cache", split="train")
+            assert {r["swap_res"] for r in train_rows.values()} == {"none"}
+            assert float(train_rows["train_kd_randcnn"]["value"]) == pytest.approx(
+                score(feats, train, ext)["kd_randcnn"], rel=1e-4, abs=1e-7)
+            gap = style_gaps(rows)["blend/style_gap/kd_randcnn"]
+            assert gap == pytest.approx(float(kd["none"]["value"]) - float(train_rows["train_kd_randcnn"]["value"]))
+        else:
+            assert not train_rows and not style_gaps(rows)
+    (section,) = load_sections([tmp_path / "run50"])
+    assert section.style_reference == "held-out val split (50 images)"
+    assert style_gap_series(section)["style_gap"][0] == [1]
+    (section,) = load_sections([tmp_path / "run51"])
+    assert section.style_reference == "training split (the val split has 50 < 51 images)"
+    assert style_gap_series(section) == {}

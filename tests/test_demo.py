@@ -30,6 +30,11 @@ def test_scaled_down_demo_produces_the_report(tmp_path):
     assert len(list((run / "report").rglob("*stylized*.png"))) == 3
     assert "report:" in r.stdout and "overall" in r.stdout and "epoch    2" in r.stdout
     assert "best by knee" in r.stdout and "why: " in r.stdout and "one-sided pick (lowest" in r.stdout
+    import json  # every run leaves its pick, with the bootstrap behind it, in selection.json
+
+    record = json.loads((run / "selection.json").read_text())
+    assert record["bootstrap"]["n_seeds"] == {"style": 16, "identity": 16} and record["stability"] > 0
+    assert f"best by knee: {record['summary']}" in r.stdout and " (stable " in record["summary"]
     # the README's pictures: the last checkpoint's labelled sheet (5 generators x 6 seeds), heatmap, a face
     figures = out / "figures"
     assert sorted(p.name for p in figures.iterdir()) == ["demo_grid.png", "demo_heatmap.png", "demo_stylized.png"]

@@ -185,6 +185,43 @@ def test_density_coverage_by_hand():
     assert density_coverage(real, np.array([[0.5], [2.5], [11.0]]), k=1) == pytest.approx((1.0, 1.0))
 
 
+def _prdc_density_coverage(real, fake, k):
+    """Naeem et al. 2020, eqs. for density and coverage, as in their `prdc` package: B(x, r) is the OPEN ball
+    (`distance < radius`), r = distance from a real sample to its k-th nearest other real sample (ties count
+    once each). Written as plain loops over the definitions."""
+    n, m = len(real), len(fake)
+    radius = []
+    for i in range(n):
+        others = sorted(float(np.linalg.norm(real[i] - real[j])) for j in range(n) if j != i)
+        radius.append(others[k - 1])
+    inside = [[float(np.linalg.norm(fake[j] - real[i])) < radius[i] for i in range(n)] for j in range(m)]
+    density = sum(sum(row) for row in inside) / (k * m)
+    coverage = sum(any(inside[j][i] for j in range(m)) for i in range(n)) / n
+    return density, coverage
+
+
+def test_density_coverage_follow_prdc_on_ties():
+    from stylegan_blend.evaluation.distances import density_coverage
+
+    # integer lattice points with duplicates: many distances tie exactly with a ball's radius
+    real = np.array([[0, 0], [0, 0], [1, 0], [0, 1], [1, 1], [2, 0], [0, 2], [2, 2], [3, 1], [1, 3]], float)
+    fake = np.array([[0, 0], [1, 0], [1, 1], [1, 1], [2, 1], [3, 3], [0.5, 0.5], [2, 0]], float)
+    for k in (1, 2, 3, 5):
+        want = _prdc_density_coverage(real, fake, k)
+        assert density_coverage(real, fake, k=k) == pytest.approx(want, abs=1e-12), k
+    # the case is one where the inequality matters: closed balls would count more
+    closed = sum(float(np.linalg.norm(f - r)) <= np.sort(np.linalg.norm(real - r, axis=1))[3]
+                 for f in fake for r in real) / (3 * len(fake))
+    assert closed > _prdc_density_coverage(real, fake, 3)[0]
+
+
+def test_density_is_one_when_fakes_are_the_reals():
+    from stylegan_blend.evaluation.distances import density_coverage
+
+    real = np.random.default_rng(0).normal(size=(40, 3))  # distinct distances: exactly k - 1 neighbours inside
+    assert density_coverage(real, real.copy(), k=5) == (1.0, 1.0)  # `<=` gives 6/5
+
+
 # --- extractors ----------------------------------------------------------------------------------------------
 
 def test_randcnn_is_a_deterministic_proxy_that_separates_domains():

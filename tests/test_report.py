@@ -216,16 +216,27 @@ def test_report_selection_by_rule(tmp_path, capsys, monkeypatch):
     the farthest from x + y = 1 is e4·s32 (1 − 0.453), the knee. The one-sided kid minimum is e6·s64."""
     from stylegan_blend.reporting import sheet
 
-    drawn = []  # the title of every sheet
-    real = sheet.comparison_sheet
+    from stylegan_blend.reporting import figures
+
+    drawn, row_labels, heatmaps = [], [], []  # the title and row labels of every sheet; the heatmaps' axes
+    real, real_heatmap = sheet.comparison_sheet, figures.heatmap
 
     def record(tiles, labels, cols, title="", marked=()):
         drawn.append(title)
+        row_labels.extend(labels)
         return real(tiles, labels, cols, title=title, marked=marked)
 
+    def record_heatmap(path, grid, title, best, vrange, identity=None):
+        heatmaps.append((grid.metric, identity.metric if identity is not None else None, title))
+        return real_heatmap(path, grid, title, best, vrange, identity)
+
     monkeypatch.setattr(sheet, "comparison_sheet", record)
+    monkeypatch.setattr(figures, "heatmap", record_heatmap)
     run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
     html = assert_self_contained(build_report([run]))
+    # sheets and heatmap show both axes, not style alone: e4·s32 is kid 0.12, identity loss 0.30
+    assert "swap 32 (low_base)\nkid 0.12 · idloss_proxy 0.3  (best)" in row_labels
+    assert heatmaps and heatmaps[0][:2] == ("kid", "idloss_proxy") and "each cell: kid over idloss_proxy" in heatmaps[0][2]
     epoch4 = [title for title in drawn if ": epoch 4" in title]  # the frame is the rule's pick, and says so
     assert epoch4 and all(t.endswith("framed = the epoch's blend best by knee") for t in epoch4), drawn
     assert "kid 0.12<br>★ best by knee" in html and html.count("★ best by knee") == 1
@@ -236,8 +247,16 @@ def test_report_selection_by_rule(tmp_path, capsys, monkeypatch):
     # most stylised cell keeping identity >= 0.8 (loss <= 0.2): e2·s16 .30, e4·s16 .22, e2·s32 .25 -> e4·s16
     assert main(["report", str(run), "--rule", "min_identity=0.8"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"best by min_identity=0.8: overall\s+swap16_low_base\s+kid=0.22", out)
+    assert re.search(r"overall\s+best by min_identity=0.8: swap16_low_base\s+style=0.22 identity_loss=0.15", out)
     assert "one-sided lowest kid (ignores identity)" in out
+    assert "stability unknown: 9 of 9 cells have no usable per-seed scores" in out  # a hand-made run: no npz
+    assert "(e4·s16, 8 kimg)  → e4·s16 (stability unknown)" in out
+    # an infeasible rule: the CLI says what the page says
+    assert main(["report", str(run), "--rule", "min_identity=0.99"]) == 0
+    out = capsys.readouterr().out
+    reason = "no cell keeps identity ≥ 0.99; highest is 0.9"
+    assert f"best by min_identity=0.99: no cell ({reason})" in out and "no blend cell scored" not in out
+    assert reason in (run / "report" / "index.html").read_text()
 
 
 def test_diagnostics_figure_shows_every_logged_epoch_with_integer_ticks(tmp_path, monkeypatch):
@@ -320,9 +339,12 @@ def test_run_labels_are_the_swept_keys_and_best_of_all_runs_is_marked(tmp_path):
     from stylegan_blend.reporting.report import run_labels
     from stylegan_blend.reporting.rundir import load_run
 
-    a = make_run(tmp_path, "2026-12-01_10-00-00_anime_long_folder_name")
+    # both runs have identity scores; b's style distances are a's halved, so its knee pick (the same cell,
+    # e4·s32) dominates a's and the rule prefers it
+    a = make_run(tmp_path, "2026-12-01_10-00-00_anime_long_folder_name", metrics=(("kid", KID), ("idloss_proxy", IDL)))
     b = make_run(tmp_path, "2026-12-01_11-00-00_disney_long_folder_name",
-                 metrics=(("kid", {e: {c: v / 2 for c, v in cells.items()} for e, cells in KID.items()}),))
+                 metrics=(("kid", {e: {c: v / 2 for c, v in cells.items()} for e, cells in KID.items()}),
+                          ("idloss_proxy", IDL)))
     for run, r1 in ((a, 1), (b, 10)):
         (run / ".hydra" / "overrides.yaml").write_text(f"- experiment=anime\n- train.r1_gamma={r1}\n")
     assert run_labels([load_run(a), load_run(b)]) == ["train.r1_gamma=1", "train.r1_gamma=10"]
@@ -331,7 +353,13 @@ def test_run_labels_are_the_swept_keys_and_best_of_all_runs_is_marked(tmp_path):
     comparison = html[html.index('id="comparison"'):html.index('id="run0"')]
     # key columns first; b (kid halved) holds the best of all runs
     assert comparison.index("<th>run</th>") < comparison.index("<th>value</th>") < comparison.index("overrides</th>")
-    assert re.search(r'<tr class="best-of-all"><td><a href="#run1">train.r1_gamma=10</a> ★ best of all runs', html)
+    assert re.search(r'<tr class="best-of-all"><td><a href="#run1">train.r1_gamma=10</a> ★ best of all runs by '
+                     r'knee: train.r1_gamma=10 \(stability unknown: a run has no bootstrap\)', html)
     assert html.count("best of all runs") == 2  # the comparison row and run1's grid cell
     assert "<h2>train.r1_gamma=1</h2>" in html
     assert (tmp_path / "cmp" / "sheets" / "runs_best.png").is_file()
+    # a run without identity scores has no pick to compare: the lowest style alone never wins "best of all"
+    c = make_run(tmp_path, "2026-12-01_12-00-00_style_only", metrics=(("kid", {e: {k: v / 10 for k, v in cells.items()}
+                                                                               for e, cells in KID.items()}),))
+    html = build_report([a, b, c], out_dir=tmp_path / "cmp3").read_text()
+    assert re.search(r'<tr class="best-of-all"><td><a href="#run1">', html) and html.count('class="best-of-all"') == 1

@@ -2,7 +2,11 @@
 
 A cell is (epoch, swap_res, direction); `none` is the unblended fine-tuned G_ema and `base` the base
 model (scored once). Rows go to metrics.csv (long format, DESIGN §3), fixed-seed sample strips to
-samples/blends/epoch=NNNN/<cell>.png, scalars and a table to the logger. The work runs inside an
+samples/blends/epoch=NNNN/<cell>.png, per-seed scores (for the bootstrap behind every pick) to
+scores/epoch=NNNN/<cell>.npz, scalars and a table to the logger. Style is scored against the data's held-out
+val split when it has at least `style_min_val` images (else the training split, said in scores/
+style_reference.json and the report); then the fine-tuned model is also scored against the training split
+(`train_` rows), and the gap is a memorisation signal beside D's. The work runs inside an
 isolated RNG so training is bit-for-bit the same with or without this callback. Under DDP every rank
 scores its share of the cells (each cell's seeds are fixed, so the split does not change a value) and
 rank 0 writes the gathered rows; a rank loads the base network and reference features only when it
@@ -67,6 +71,7 @@ class BlendScorer:
     identity_name: str | None = "auto"  # identity extractor (evaluation/identity.py); None: style only
     identity_weights: str | None = None
     num_identity: int = 100  # seeds 0..n-1 of each cell paired with the base model's same seeds
+    style_min_val: int = 50  # score style against the val split when it has at least this many images
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -84,7 +89,7 @@ class BlendScorer:
                    source_data=m.get("source_data"), cache_dir=cfg.get("paths", {}).get("cache_dir"),
                    sample_seeds=list(b.get("sample_seeds") or range(6)), device=str(device),
                    identity_name=m.get("identity", "auto"), identity_weights=m.get("identity_weights"),
-                   num_identity=int(m.get("identity_num", 100)))
+                   num_identity=int(m.get("identity_num", 100)), style_min_val=int(m.get("style_min_val", 50)))
 
     # -------------------------------------------------------------- setup
     def prepare(self, device=None, base: bool = True, features: bool = True) -> None:
@@ -105,8 +110,17 @@ class BlendScorer:
             check_mapping(self.mapping)
         if not features or self._ready:
             return
+        from ..evaluation.per_seed import StyleReference, style_reference_split
+
         self.extractor = make_extractor(self.extractor_name, device=self.device, inception_path=self.inception_path)
-        self.ref = reference_features(self.extractor, self.data_dir, self.resolution, cache_dir=self.cache_dir)
+        self.ref_split, self.ref_why = style_reference_split(self.data_dir, self.style_min_val)
+        self.ref = reference_features(self.extractor, self.data_dir, self.resolution, cache_dir=self.cache_dir,
+                                      split=self.ref_split)
+        self.style_reference = StyleReference(self.ref, self.extractor.name, self.ref_split)
+        self.train_ref = None  # the memorisation check: the fine-tuned model against the images it trained on
+        if self.ref_split == "val":
+            self.train_ref = reference_features(self.extractor, self.data_dir, self.resolution,
+                                                cache_dir=self.cache_dir, split="train")
         self.src_ref = None
         if self.source_data:
             self.src_ref = reference_features(self.extractor, self.source_data, self.resolution,
@@ -164,8 +178,9 @@ class BlendScorer:
                     network_file: Path | None = None) -> list[dict]:
         """metrics.csv rows of the given cells (samples written, nothing appended); loads only what they need
         (the base model is needed by blends, the base cell and the paired identity scores)."""
-        from ..evaluation.scoring import evaluate_cell, identity_features
         from ..checkpoints.network import file_sha256
+        from ..evaluation import per_seed
+        from ..evaluation.scoring import evaluate_cell, identity_features, score
 
         if not cells:
             return []
@@ -175,26 +190,48 @@ class BlendScorer:
         if self.identity is not None and self._base_identity is None:
             self._base_identity = identity_features(self.base, self.identity, num_identity, self.batch_size,
                                                     self.device)
+        self.style_reference.write(self.run_dir)
+        self.write_reference_note()
         rows = []
         for swap_res, direction in cells:
             G = self.generator_for(tuned, swap_res, direction)
+            keep = {}
             scores, ident = evaluate_cell(G, self.ref, self.extractor, self.num_gen, batch_size=self.batch_size,
                                           device=self.device, source_ref_features=self.src_ref,
                                           identity=self.identity, base_identity=self._base_identity,
-                                          num_identity=num_identity)
+                                          num_identity=num_identity, keep=keep)
+            if swap_res == "none" and self.train_ref is not None:
+                scores.update(score(keep["style_features"], self.train_ref, self.extractor, prefix="train_"))
             self.save_samples(G, epoch, cell_name(swap_res, direction))
             if swap_res == "base" and "base" not in hashes:
                 hashes["base"] = file_sha256(self.base_path)
             sha = hashes["base"] if swap_res == "base" else hashes["tuned"]
+            per_seed.write_cell(self.run_dir, epoch, cell_name(swap_res, direction), keep["style_features"],
+                                self.style_reference, keep.get("identity"),
+                                {k: v for k, (v, _) in ident.items() if k.startswith("idbase_")}, sha,
+                                self.identity.name if self.identity is not None else None)
             cell = dict(epoch=epoch, kimg=f"{kimg:.3f}", swap_res=swap_res, direction=direction)
             for metric, value in scores.items():
-                n_ref = len(self.src_ref) if metric.startswith("src_") else len(self.ref)
+                n_ref = len(self.src_ref) if metric.startswith("src_") else len(
+                    self.train_ref if metric.startswith("train_") else self.ref)
                 rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=self.num_gen, n_ref=n_ref,
                                  extractor=self.extractor.name, network_sha256=sha))
             for metric, (value, n) in ident.items():  # paired: n cell images against the same n base seeds
                 rows.append(dict(cell, metric=metric, value=f"{value:.6g}", n_gen=n, n_ref=n,
                                  extractor=self.identity.name, network_sha256=sha))
         return rows
+
+    def write_reference_note(self) -> Path:
+        """scores/style_reference.json: which split style is scored against, and why (the report says so)."""
+        import json
+
+        from ..checkpoints.network import atomic_write
+
+        note = {"split": self.ref_split, "why": self.ref_why, "n": len(self.ref), "extractor": self.extractor.name,
+                "min_val": self.style_min_val, "train_gap": self.train_ref is not None}
+        path = self.run_dir / "scores" / "style_reference.json"
+        atomic_write(path, lambda f: f.write((json.dumps(note, indent=1) + "\n").encode()))
+        return path
 
     def save_samples(self, G, epoch: int, cell: str) -> Path:
         from PIL import Image
@@ -210,6 +247,15 @@ class BlendScorer:
         Image.fromarray(strip).save(tmp)
         os.replace(tmp, path)
         return path
+
+
+def style_gaps(rows: list[dict]) -> dict[str, float]:
+    """{blend/style_gap/<metric>: style distance of the fine-tuned model to the held-out val split minus to the
+    training split}: > 0 when it is closer to the images it trained on (memorising); only when style is scored
+    against val (the `train_` rows exist)."""
+    none = {r["metric"]: float(r["value"]) for r in rows if str(r["swap_res"]) == "none"}
+    return {f"blend/style_gap/{m}": none[m] - none[f"train_{m}"] for m in none
+            if f"train_{m}" in none and (m in ("fid", "kid") or m.startswith(("fd_", "kd_")))}
 
 
 def scored_cells(metrics_csv: Path, extractor: str | None = None) -> dict[int, set]:
@@ -270,8 +316,10 @@ class BlendEvalCallback(pl.Callback):
         if world > 1:  # the same G_ema everywhere (its w_avg buffer follows each rank's last batch)
             for t in module.G_ema.state_dict().values():
                 torch.distributed.broadcast(t, src=0)
+        exported = network_path(self.scorer.run_dir, epoch)  # NetworkExport ran first: the npz get its hash
         with isolated_rng():
-            rows = self.scorer.score_cells(module.G_ema, epoch, module.kimg, cells[rank::world])
+            rows = self.scorer.score_cells(module.G_ema, epoch, module.kimg, cells[rank::world],
+                                           network_file=exported if exported.is_file() else None)
         if world > 1:
             parts = [None] * world
             torch.distributed.all_gather_object(parts, rows)
@@ -289,11 +337,14 @@ class BlendEvalCallback(pl.Callback):
                     r["network_sha256"] = sha
             append_metrics_rows(self.scorer.run_dir / "metrics.csv", rows)
             self._log(trainer, epoch, rows)
+            with isolated_rng():
+                self._log_selection(trainer)
 
     def _log(self, trainer, epoch: int, rows: list[dict]) -> None:
         if not trainer.loggers:
             return
         scalars = {f"blend/{r['metric']}/{cell_name(r['swap_res'], r['direction'])}": float(r["value"]) for r in rows}
+        scalars.update(style_gaps(rows))
         metrics = sorted({r["metric"] for r in rows})
         values = {(cell_name(r["swap_res"], r["direction"]), r["metric"]): float(r["value"]) for r in rows}
         self._table += [[epoch, c] + [values.get((c, m)) for m in metrics] for c in sorted({c for c, _ in values})]
@@ -304,28 +355,40 @@ class BlendEvalCallback(pl.Callback):
             if hasattr(lg, "log_table") and hasattr(lg, "log_image"):  # W&B: epoch x swap table + image strips
                 lg.log_table(key="blend/table", columns=["epoch", "cell"] + metrics, data=list(self._table))
                 lg.log_image(key="blend/samples", images=[str(p) for p in paths], caption=[p.stem for p in paths])
-        self._log_selection(trainer)
 
     def _log_selection(self, trainer) -> None:
-        """The rule's pick so far, and (W&B) the style-vs-identity scatter and the cell table behind it."""
-        from ..reporting import read_metrics
+        """The rule's pick so far with its bootstrap (selection.json), and (W&B) the summary line, the
+        style-vs-identity scatter with error bars and the cell table behind it."""
         from ..reporting.figures import selection_scatter
-        from ..selection import select_rows, selection_options
+        from ..selection.run import run_selection
 
-        sel = select_rows(read_metrics(self.scorer.run_dir / "metrics.csv"), **selection_options(self.selection))
+        sel = run_selection(self.scorer.run_dir, self.selection, write=True)
         if sel is None or sel.overall.point is None:
             return
         front, chosen = sel.front_cells(), (sel.overall.point.epoch, sel.overall.point.cell)
-        table = [[p.epoch, p.cell, p.label, p.style, p.identity, (p.epoch, p.cell) in front,
+
+        def ci(p, axis):
+            got = sel.ci(p)
+            return list(got[axis]) if got else [None, None]
+
+        table = [[p.epoch, p.cell, p.label, p.style, *ci(p, 0), p.identity, *ci(p, 1), (p.epoch, p.cell) in front,
                   (p.epoch, p.cell) == chosen] for p in sel.points]
+        summary = f"best by {sel.rule}: {sel.summary()}"
         path = self.scorer.run_dir / "samples" / "selection.png"
         tmp = path.with_name("selection.tmp.png")
-        selection_scatter(tmp, sel, f"best by {sel.rule}: {sel.overall.point.label}")
+        selection_scatter(tmp, sel, summary)
         os.replace(tmp, path)
+        u = sel.uncertainty(sel.overall)
         for lg in trainer.loggers:
-            lg.log_metrics({f"blend/best_by_{sel.rule.kind}/value": sel.overall.value}, step=trainer.global_step)
+            values = {f"blend/best_by_{sel.rule.kind}/value": sel.overall.value}
+            if u is not None:
+                values[f"blend/best_by_{sel.rule.kind}/stability"] = u.stability
+            lg.log_metrics(values, step=trainer.global_step)
+            run_summary = getattr(getattr(lg, "experiment", None), "summary", None)
+            if run_summary is not None and hasattr(run_summary, "__setitem__"):  # W&B: the run's headline
+                run_summary["best"] = summary
             if hasattr(lg, "log_table") and hasattr(lg, "log_image"):
-                lg.log_table(key="blend/selection", columns=["epoch", "cell", "label", sel.style_metric,
-                                                             sel.identity_metric, "on_front", "chosen"], data=table)
-                lg.log_image(key="blend/selection_scatter", images=[str(path)],
-                             caption=[f"best by {sel.rule}: {sel.overall.point.label}"])
+                lg.log_table(key="blend/selection", columns=[
+                    "epoch", "cell", "label", sel.style_metric, "style_ci_lo", "style_ci_hi", sel.identity_metric,
+                    "identity_ci_lo", "identity_ci_hi", "on_front", "chosen"], data=table)
+                lg.log_image(key="blend/selection_scatter", images=[str(path)], caption=[summary])

@@ -79,15 +79,66 @@ def kid_subset_size(n1: int, n2: int, max_subset_size: int = 1000) -> int:
 
 
 def density_coverage(real, fake, k: int = 5) -> tuple[float, float]:
-    """Density and coverage (Naeem et al. 2020) of `fake` against `real`: each real sample's ball reaches its
-    k-th nearest real neighbour; density = mean number of balls a fake falls in, / k (≈1 when the sets match,
-    not capped, so it rewards fakes piling up in dense regions); coverage = share of real balls holding at
-    least one fake (mode coverage, in [0, 1]). Both higher is better."""
+    """Density and coverage (Naeem et al. 2020) of `fake` against `real`: each real sample's ball is open, of
+    radius the distance to its k-th nearest real neighbour; density = mean number of balls a fake falls in, / k
+    (≈1 when the sets match, not capped, so it rewards fakes piling up in dense regions); coverage = share of
+    real balls holding at least one fake (mode coverage, in [0, 1]). Both higher is better.
+
+    Inside means strictly closer than the radius, as in the authors' `prdc` package: then fake == real gives
+    density exactly 1 (each ball holds its own centre and the k − 1 neighbours strictly inside it), where `<=`
+    would count the k-th neighbour too and give (k + 1) / k. Ties are this study's case: a memorised training
+    image generated again sits at distance 0 from its real twin."""
     from scipy.spatial.distance import cdist
 
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     if len(real) <= k:
         raise UserError(f"density/coverage with k={k} needs more than {k} reference samples, got {len(real)}")
     radii = np.sort(cdist(real, real), axis=1)[:, k]  # column 0 is the sample itself
-    inside = cdist(fake, real) <= radii[None, :]  # [fake, real]
+    inside = cdist(fake, real) < radii[None, :]  # [fake, real]; strict, as prdc
     return float(inside.sum() / (k * len(fake))), float(inside.any(axis=0).mean())
+
+
+# ------------------------------------------------------------------ bootstrap over generated samples
+# A bootstrap resample of the generated seeds is given as counts c (how often each seed is drawn; rows of a
+# [B, n] matrix summing to n); the reference set stays fixed. Both statistics are computed from quantities that
+# do not change between resamples, so B resamples cost a few matrix products, not B re-extractions.
+
+def kernel_moments(gen, ref, chunk: int = 2048) -> tuple[np.ndarray, float]:
+    """What KID needs from the reference set, for the bootstrap: per generated sample the mean kernel value
+    against every reference sample [n_gen], and the reference set's own mean off-diagonal kernel value."""
+    gen, ref = np.asarray(gen, np.float64), np.asarray(ref, np.float64)
+    rowmean = np.concatenate([_poly_kernel(gen[i:i + chunk], ref).mean(axis=1) for i in range(0, len(gen), chunk)])
+    total = trace = 0.0
+    for i in range(0, len(ref), chunk):
+        block = _poly_kernel(ref[i:i + chunk], ref)
+        total += block.sum()
+        trace += np.einsum("ii->", block[:, i:i + chunk])
+    n = len(ref)
+    return rowmean, float((total - trace) / (n * (n - 1)))
+
+
+def kid_resampled(gen, ref_rowmean, ref_within: float, counts) -> np.ndarray:
+    """Unbiased MMD² (KID's estimator on the full sets) of each resample of `gen` against the fixed reference,
+    from the generated samples' kernel matrix: [B]. Pairs of draws that are copies of one seed are left out of
+    the within-set term (as a U-statistic on distinct samples), so duplicates are not mistaken for collapse."""
+    gen = np.asarray(gen, np.float64)
+    counts = np.atleast_2d(np.asarray(counts, np.float64))
+    n = counts.sum(axis=1)
+    gram = _poly_kernel(gen, gen)
+    self_pairs = (counts ** 2) @ np.diag(gram)
+    within = (np.einsum("bi,ij,bj->b", counts, gram, counts) - self_pairs) / (n ** 2 - (counts ** 2).sum(axis=1))
+    return within + ref_within - 2 * (counts @ np.asarray(ref_rowmean, np.float64)) / n
+
+
+def frechet_resampled(gen, counts, mu_ref, sigma_ref) -> np.ndarray:
+    """Fréchet distance of each resample of `gen` (weighted mean and covariance) to fixed reference stats: [B]."""
+    gen = np.asarray(gen, np.float64)
+    counts = np.atleast_2d(np.asarray(counts, np.float64))
+    out = np.empty(len(counts))
+    for b, c in enumerate(counts):
+        n = c.sum()
+        mu = c @ gen / n
+        centred = gen - mu
+        sigma = (centred.T * c) @ centred / (n - 1)
+        out[b] = frechet_distance(mu, sigma, mu_ref, sigma_ref)
+    return out

@@ -74,10 +74,11 @@ def identity_features(G, identity, num: int, batch_size: int = 16, device="cpu")
 
 def evaluate_cell(G, ref_features: np.ndarray, extractor: FeatureExtractor, num_gen: int, batch_size: int = 16,
                   device="cpu", source_ref_features: np.ndarray | None = None, identity=None,
-                  base_identity: dict | None = None, num_identity: int = 0):
+                  base_identity: dict | None = None, num_identity: int = 0, keep: dict | None = None):
     """Style scores {metric: value} (as `evaluate_generator`) and identity scores {metric: (value, n)} of one
     cell from one pass over seeds 0 ... num_gen - 1: the first `num_identity` images are paired by seed with
-    `base_identity` (the base model's identity features of the same seeds)."""
+    `base_identity` (the base model's identity features of the same seeds). `keep` (a dict) receives what the
+    bootstrap over seeds needs: `style_features` and the per-seed identity losses `identity`."""
     from .identity import identity_scores
 
     feats, id_parts = [], []
@@ -94,7 +95,12 @@ def evaluate_cell(G, ref_features: np.ndarray, extractor: FeatureExtractor, num_
     ident = {}
     if id_parts and base_identity is not None:
         cell = {k: np.concatenate([p[k] for p in id_parts]) for k in id_parts[0]}
-        ident = identity_scores(identity, {k: v[:num_identity] for k, v in base_identity.items()}, cell)
+        base = {k: v[:num_identity] for k, v in base_identity.items()}
+        ident = identity_scores(identity, base, cell)
+        if keep is not None:
+            keep["identity"] = identity.per_seed(base, cell)
+    if keep is not None:
+        keep["style_features"] = gen
     return scores, ident
 
 

@@ -31,16 +31,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {index}")
     for section in sections:
         print(f"\n{section.run.path} — {section.label} (lower is better)")
-        if section.selection is not None:
-            print(f"  {section.selection.header()}")
+        sel = section.selection
+        if sel is not None:
+            print(f"  {sel.header()}")
+            print(f"  style reference: {section.style_reference}")
+            if sel.bootstrap is None:
+                print(f"  stability unknown: {sel.uncertainty_note}")
+            for choice in sel.per_epoch:
+                if choice.point is not None:
+                    print(f"  {sel.line(choice)}")
         else:
             print("  no identity scores in this run: one-sided minima only, not a choice")
-        for best in section.per_epoch:
-            print(f"  {section.best_label}: {best}")
-        if section.overall is None:
-            print(f"  no blend cell scored with {section.metric}")
+            for best in section.per_epoch:
+                print(f"  {section.best_label}: {best}")
+        if section.overall is None:  # the same sentence the page shows
+            print(f"  best by {sel.rule}: no cell ({sel.overall.note})" if sel is not None and sel.points
+                  else f"  no blend cell scored with {section.metric}")
             continue
-        print(f"  {section.best_label}: {section.overall}")
+        print(f"  {sel.line()}" if sel is not None else f"  {section.best_label}: {section.overall}")
+        if section.best_of_all:
+            print(f"  {section.best_of_all_text}")
         if section.lowest is not None and section.selection is not None:
             print(f"  one-sided lowest {section.metric} (ignores identity): {section.lowest}")
         if section.command:

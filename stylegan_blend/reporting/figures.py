@@ -27,6 +27,8 @@ DIAGNOSTIC_PANELS = (
     ("memorisation (NN-distance ratio, < 1: copying)", ("memorisation",)),
     ("losses and regularisers", ("loss_G", "loss_D", "r1_penalty", "pl_penalty")),
 )
+STYLE_GAP_PANEL = ("style gap: distance to held-out val − to train (fine-tuned G; > 0: nearer its training "
+                   "images, memorising)", ("style_gap",))  # only for runs whose style is scored against val
 SECONDARY = {"r_t": "ada_p"}  # plotted on a twin axis of the same panel
 SERIES_LABELS = {"d_gap": "d_gap (train − val)", "d_real": "d_real (training batches, augmented)",
                  "d_fake": "d_fake (training batches)"}
@@ -41,7 +43,7 @@ def cell_label(cell: str) -> str:
 
 
 def _format(value: float) -> str:
-    return f"{value:.3g}"
+    return "0" if abs(value) < 1e-12 else f"{value:.3g}"  # the base against itself: 0 up to rounding
 
 
 def value_range(grids: list[ScoreGrid]) -> tuple[float, float]:
@@ -66,8 +68,10 @@ def curve_range(grids: list[ScoreGrid]) -> tuple[float, float] | None:
 
 
 def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
-            vrange: tuple[float, float]) -> Figure:
-    """Epoch × swap heatmap with every value printed and the best blend boxed."""
+            vrange: tuple[float, float], identity: ScoreGrid | None = None) -> Figure:
+    """Epoch × swap heatmap coloured by style with every value printed and the rule's pick boxed; with
+    `identity` (the same epochs × cells) each cell prints both axes, style over identity loss, because the
+    pick is made on both and the colour alone would suggest the lowest style wins."""
     n_rows, n_cols = grid.values.shape
     fig = Figure(figsize=(max(5.0, 1.05 * n_cols + 2.2), max(3.0, 0.48 * n_rows + 2.0)), dpi=110,
                  layout="constrained")
@@ -86,7 +90,11 @@ def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
             r, g, b, _ = rgba[i, j]
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
             is_best = best is not None and (epoch, cell) == (best.epoch, best.cell)
-            ax.text(j, i, ("★ " if is_best else "") + _format(value), ha="center", va="center", fontsize=9,
+            text = ("★ " if is_best else "") + _format(value)
+            if identity is not None:
+                ident = _lookup(identity, epoch, cell)
+                text += "\n" + ("–" if not math.isfinite(ident) else _format(ident))
+            ax.text(j, i, text, ha="center", va="center", fontsize=8 if identity is not None else 9,
                     fontweight="bold" if is_best else "normal", color="white" if dark else "black")
     if best is not None:
         i, j = grid.epochs.index(best.epoch), grid.cells.index(best.cell)
@@ -101,9 +109,18 @@ def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
     ax.tick_params(top=True, labeltop=True, bottom=False, labelbottom=False)
     ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
     extend = _extend(grid.values, vrange)
-    fig.colorbar(image, ax=ax, shrink=0.9, extend=extend, label=f"{grid.metric} (lower is better)")
+    label = f"{grid.metric} (lower is better)"
+    if identity is not None:
+        label = f"{grid.metric}: colour and top number (lower is better)"
+    fig.colorbar(image, ax=ax, shrink=0.9, extend=extend, label=label)
     fig.savefig(path)
     return fig
+
+
+def _lookup(grid: ScoreGrid, epoch: int, cell: str) -> float:
+    if epoch not in grid.epochs or cell not in grid.cells:
+        return math.nan
+    return float(grid.values[grid.epochs.index(epoch), grid.cells.index(cell)])
 
 
 def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
@@ -167,9 +184,10 @@ def diagnostic_epochs(series: dict) -> list[int]:
 
 
 def panel_layout(series_names) -> list[tuple[str, tuple[str, ...]]]:
-    known = {m for _, metrics in DIAGNOSTIC_PANELS for m in metrics} | set(SECONDARY.values())
+    known = {m for _, metrics in DIAGNOSTIC_PANELS + (STYLE_GAP_PANEL,) for m in metrics} | set(SECONDARY.values())
     other = tuple(sorted(set(series_names) - known))
-    return list(DIAGNOSTIC_PANELS) + ([(f"other logged values: {', '.join(other)}", other)] if other else [])
+    gap = [STYLE_GAP_PANEL] if "style_gap" in set(series_names) else []
+    return list(DIAGNOSTIC_PANELS) + gap + ([(f"other logged values: {', '.join(other)}", other)] if other else [])
 
 
 def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
@@ -211,6 +229,8 @@ def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[flo
             ax.plot(*series[m], label=SERIES_LABELS.get(m, m), **style)
         if title.startswith("ADA"):
             ax.axhline(R_T_TARGET, color="#e4002b", linestyle="--", linewidth=1, label="target 0.6")
+        if title.startswith("style gap") and plotted:
+            ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1, label="no gap")
         if title.startswith("memorisation") and plotted:
             ax.axhline(1.0, color="0.4", linestyle="--", linewidth=1, label="held-out reals (1.0)")
         legend_ax = ax
@@ -249,6 +269,12 @@ def selection_scatter(path: Path, selection, title: str) -> None:
     for p in points:
         ax.annotate(p.label, (p.style, p.identity), fontsize=6, xytext=(3, 3), textcoords="offset points",
                     color="0.25")
+        ci = selection.ci(p)
+        if ci is not None:  # 95 % bootstrap interval on each axis (paired over seeds)
+            (s_lo, s_hi), (i_lo, i_hi) = ci
+            ax.errorbar([p.style], [p.identity], xerr=[[max(0.0, p.style - s_lo)], [max(0.0, s_hi - p.style)]],
+                        yerr=[[max(0.0, p.identity - i_lo)], [max(0.0, i_hi - p.identity)]], fmt="none",
+                        ecolor=colour[p.epoch], elinewidth=0.8, alpha=0.6, zorder=2)
     front = list(selection.overall.front)
     if front:
         ax.step([p.style for p in front], [p.identity for p in front], where="post", color="#e4002b",
@@ -257,12 +283,20 @@ def selection_scatter(path: Path, selection, title: str) -> None:
     ax.scatter([p.style for p in picks], [p.identity for p in picks], facecolors="none", edgecolors="black",
                s=110, linewidths=1.2, zorder=4, label=f"best of epoch by {selection.rule}")
     chosen = selection.overall.point
+    u = selection.uncertainty(selection.overall)
+    if u is not None and u.also:
+        ax.scatter([p.style for p in u.also], [p.identity for p in u.also], facecolors="none", edgecolors="#e4002b",
+                   linestyles="--", s=200, linewidths=1.0, zorder=4, label="indistinguishable from the pick")
     if chosen is not None:
         ax.scatter([chosen.style], [chosen.identity], marker="*", s=320, color="#e4002b", edgecolors="black",
-                   zorder=5, label=f"best by {selection.rule}: {chosen.label}")
+                   zorder=5, label=f"best by {selection.rule}: {selection.summary()}")
+    b = selection.bootstrap
+    bars = (f"bars: 95 % intervals over {b.resamples} paired bootstrap resamples of the seeds" if b is not None
+            else f"no error bars: {selection.uncertainty_note}")
     ax.set_xlabel(f"style: {selection.style_metric} to the target set (lower = more stylised)")
     ax.set_ylabel(f"identity loss: {selection.identity_metric} vs base, same seeds (lower = same face)")
-    ax.set_title(title, fontsize=9, wrap=True)
+    title = f"{title}\n{bars}"
+    ax.set_title(_wrap_title(title, fig.get_figwidth()), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", framealpha=0.85)
     fig.savefig(path)

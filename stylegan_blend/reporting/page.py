@@ -7,6 +7,8 @@ from html import escape
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from ..selection.rules import TIE_BREAK
+from ..selection.run import identity_label
 from .scores import cell_sort_key, is_proxy, latest_scores, metric_label
 
 if TYPE_CHECKING:
@@ -124,8 +126,33 @@ def _selection_note(s: RunSection) -> str:
               if p is not None else escape(sel.overall.note))
     one_sided = (f" The one-sided minimum of {escape(s.metric)} alone would be {escape(low.cell)} at epoch "
                  f"{low.epoch} ({_num(low.value)})." if low is not None else "")
-    return (f'<p class="note"><b>Rule</b> <code>{escape(str(sel.rule))}</code>: {escape(sel.rule.describe())}. '
-            f"Chosen: {chosen}.{one_sided}</p>")
+    sure = ""
+    unknown = f" Stability unknown: {escape(sel.uncertainty_note)}." if sel.bootstrap is None else ""
+    if p is not None:
+        u = sel.uncertainty(sel.overall)
+        sure = f" <b>{escape(sel.summary())}</b>"
+        sure += (f" over {sel.bootstrap.resamples} paired resamples of {sel.bootstrap.n_id} identity / "
+                 f"{sel.bootstrap.n_gen} style seeds: the share in which the rule picks it again; \"also\" lists "
+                 f"the cells whose 95 % intervals overlap it on both axes." if u is not None else ".")
+        if u is not None and u.advice():
+            sure += f" It is a toss-up: {escape(u.advice())}."
+        if sel.overall.fallback:
+            sure += f" No knee: {escape(sel.overall.fallback)}; the declared fallback picked."
+    return (f'<p class="note"><b>Rule</b> <code>{escape(str(sel.rule))}</code>: {escape(sel.rule.describe())}; '
+            f"ties: {escape(TIE_BREAK)}. Identity axis: {escape(identity_label(sel.identity_metric))}. "
+            f"Chosen: {chosen}.{sure}{one_sided} Style reference: {escape(s.style_reference)}.{unknown}</p>")
+
+
+def _epoch_verdict(s: RunSection, epoch: int) -> str:
+    """` — e9·s8 (stable 71 %; also e9·s16) [only 3 swap points …]` for one epoch's pick."""
+    if s.selection is None:
+        return ""
+    choice = next((c for c in s.selection.per_epoch if c.point is not None and c.point.epoch == epoch), None)
+    if choice is None:
+        return ""
+    notes = [t for t in (choice.fallback and f"no knee: {choice.fallback}", choice.caveat) if t]
+    return f" — {escape(s.selection.summary(choice))}" + (f" <small>[{escape('; '.join(notes))}]</small>"
+                                                          if notes else "")
 
 
 def _grid(s: RunSection) -> str:
@@ -220,10 +247,13 @@ def _section(s: RunSection, multi: bool) -> str:
     overrides = (f'<p class="muted">overrides: <code>{escape(" ".join(run.overrides))}</code></p>'
                  if run.overrides else "")
     per_epoch = "".join(f"<li>epoch {b.epoch}: {escape(s.best_label)}: {escape(b.cell)} "
-                        f"({escape(b.metric)} {_num(b.value)})</li>" for b in s.per_epoch)
+                        f"({escape(b.metric)} {_num(b.value)}){_epoch_verdict(s, b.epoch)}</li>" for b in s.per_epoch)
     scatter = ("<h3>Style vs identity</h3><p class=\"note\">Every blend cell, one colour per epoch: further left "
                "is more stylised, lower keeps more of the base face (same seeds). The red line is the Pareto "
-               "front; ringed cells are each epoch's pick, the star the overall pick.</p>"
+               "front; ringed cells are each epoch's pick, the star the overall pick, dashed red rings the cells "
+               "indistinguishable from it. Error bars: the 95 % interval of each cell's score over paired "
+               "bootstrap resamples of the seeds; cells whose bars overlap on both axes could swap places with "
+               "other seeds (see docs/selection.md).</p>"
                f'<div class="figures">{_img(s.figures["scatter"], "style vs identity scatter")}</div>'
                if "scatter" in s.figures else "")
     diagnostics = (_img(s.figures["diagnostics"], "overfitting diagnostics") if "diagnostics" in s.figures else
@@ -249,7 +279,7 @@ Each cell shows the first seeds of its sample row (click for all) and its {escap
 {_grid(s)}
 <h3>Heatmap</h3>
 <p class="note">Colour scale spans the blend cells{" of all runs scored with this metric" if multi else ""};
-base and none are references and may lie outside it. The box marks the best blend.</p>
+base and none are references and may lie outside it. {"Each cell prints both axes, the style distance (the colour) over the identity loss; the box and star mark the rule's pick, which weighs both." if s.selection is not None else "The box marks the lowest style distance (no identity scores: not a choice)."}</p>
 <div class="figures">{_img(s.figures["heatmap"], "heatmap of " + s.metric)}</div>
 <h3>Score vs epoch and overfitting diagnostics</h3>
 <p class="note">The red line marks the epoch of the best blend: compare it with where D starts to tell training
@@ -272,7 +302,7 @@ def _comparison(sections: list[RunSection], runs_sheet: str | None) -> str:
         best = (f"<td>{escape(b.cell)} <small>({escape(s.best_label)})</small></td><td>{b.epoch}</td>"
                 f"<td>{_num(b.value)}</td>" if b else
                 "<td></td><td></td><td></td>")
-        star = " ★ best of all runs" if s.best_of_all else ""
+        star = f" ★ {escape(s.best_of_all_text)}" if s.best_of_all else ""
         rows.append(f'<tr class="{"best-of-all" if s.best_of_all else ""}"><td><a href="#{s.slug}">'
                     f'{escape(s.name or s.run.name)}</a>{star}</td>{best}'
                     f"<td>{_metric_header(s.metric, s.run.metrics)}</td>"

@@ -19,9 +19,10 @@ from ..errors import UserError
 from . import figures, page, sheet
 from .page import THUMB_HEIGHT
 from .rundir import Run, load_run
+from ..evaluation.per_seed import RunSeedData
 from ..selection import select_rows, selection_options
-from ..selection.run import saved_selection
-from .scores import BestCell, ScoreGrid, best_cells, default_metric, metric_label, score_grid
+from ..selection.run import run_resolution, saved_selection, select_across
+from .scores import BestCell, ScoreGrid, best_cells, default_metric, latest_scores, metric_label, score_grid
 
 GRID_SEEDS = 3  # seeds shown per grid cell (each sample PNG is a row of square fixed-seed images)
 STYLIZED = "stylized"  # written into report/stylized/ by `stylegan-blend stylize`; kept across rebuilds
@@ -58,7 +59,17 @@ class RunSection:
         return f"best by {self.selection.rule}" if self.selection is not None else f"lowest {self.metric}"
     name: str = ""  # short label: the swept Hydra overrides that tell this run from the others
     sheets: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption); "best" first
-    best_of_all: bool = False  # its best blend is the lowest among all runs scored with this metric
+    best_of_all: bool = False  # the selection rule prefers its pick among all runs scored on the same axes
+    best_of_all_text: str = ""  # "best of all runs by knee: data=anime (stable 80 %; also data=disney)"
+    identity_grid: ScoreGrid | None = None  # the selection's identity axis over the same grid
+
+    @property
+    def style_reference(self) -> str:
+        """Which split style was scored against, in words (the run's scores/style_reference.json)."""
+        note = self.run.style_reference
+        if note is None:
+            return "not recorded (runs scored before it was recorded used the training split)"
+        return note.get("why") or note.get("split", "?")
 
 
 def choose_metric(run: Run, metric: str | None) -> str:
@@ -188,9 +199,17 @@ def _sheet_rows(section: RunSection, rows: list[tuple[int, str, str]], marked_ro
 
 
 def _score_text(section: RunSection, epoch: int, cell: str) -> str:
+    """Both axes of a sheet row: the style distance and (with identity scores) the identity loss."""
     i, j = section.grid.epochs.index(epoch), section.grid.cells.index(cell)
     value = section.grid.values[i, j]
-    return f"{section.metric} {value:.3g}" if math.isfinite(value) else "no score"
+    text = f"{section.metric} {value:.3g}" if math.isfinite(value) else "no score"
+    if section.selection is not None:
+        ident = section.identity_grid
+        k = (ident.epochs.index(epoch), ident.cells.index(cell)) if (
+            epoch in ident.epochs and cell in ident.cells) else None
+        v = ident.values[k] if k is not None else math.nan
+        text += f" · {section.selection.identity_metric} " + (figures._format(v) if math.isfinite(v) else "–")
+    return text
 
 
 def _make_sheets(section: RunSection, folder: Path) -> None:
@@ -217,13 +236,15 @@ def _make_sheets(section: RunSection, folder: Path) -> None:
         if section.grid.epochs and "base" in section.grid.cells else []
     for b in section.per_epoch:
         star = "  (best overall)" if (b.epoch, b.cell) == overall else ""
-        rows.append((b.epoch, b.cell, f"epoch {b.epoch}: {cell_title(b.cell)}\n{b.metric} {b.value:.3g}{star}"))
+        rows.append((b.epoch, b.cell, f"epoch {b.epoch}: {cell_title(b.cell)}\n{_score_text(section, b.epoch, b.cell)}"
+                                      f"{star}"))
     if section.grid.epochs and "none" in section.grid.cells:
         last = section.grid.epochs[-1]
         rows.append((last, "none", f"epoch {last}: {cell_title('none')}\n{_score_text(section, last, 'none')}"))
     marked = {r for r in rows if overall is not None and (r[0], r[1]) == overall}
+    pick = f": {section.selection.summary()}" if section.selection is not None and section.overall else ""
     im = _sheet_rows(section, rows, marked, f"{section.name}: best blend of each epoch (framed: {section.best_label} "
-                                            f"over the run) between the base and the fine-tuned model")
+                                            f"over the run{pick}) between the base and the fine-tuned model")
     if im is not None:
         rel = f"sheets/{section.slug}_best.png"
         sheet.save_sheet(folder / rel, im)
@@ -243,30 +264,43 @@ def _runs_sheet(sections: list[RunSection], folder: Path) -> str | None:
         if s.best_of_all:
             marked += [(len(tiles), c) for c in range(len(row))]
         tiles.append(row)
-        labels.append(f"{s.name}\nepoch {s.overall.epoch}: {cell_title(s.overall.cell)}, {s.metric} "
-                      f"{s.overall.value:.3g}" + ("  (best of all)" if s.best_of_all else ""))
+        labels.append(f"{s.name}\nepoch {s.overall.epoch}: {cell_title(s.overall.cell)}, "
+                      f"{_score_text(s, s.overall.epoch, s.overall.cell)}" + ("  (best of all)" if s.best_of_all else ""))
     if not tiles:
         return None
     n = max(len(r) for r in tiles)
     seeds = _sample_seeds(sections[0].run)
     cols = [f"seed {seeds[i]}" if i < len(seeds) else f"image {i + 1}" for i in range(n)]
+    best = next((s.best_of_all_text for s in sections if s.best_of_all), "no run's pick compared")
     im = sheet.comparison_sheet(tiles, labels, cols, marked=marked,
-                                title="best blend of each run (framed: best of all runs)")
+                                title=f"best blend of each run (framed: {best})")
     rel = "sheets/runs_best.png"
     (folder / "sheets").mkdir(exist_ok=True)
     sheet.save_sheet(folder / rel, im)
     return rel
 
 
+def style_gap_series(section: RunSection) -> dict[str, tuple[list[int], list[float]]]:
+    """{"style_gap": (epochs, values)}: the fine-tuned model's style distance to the held-out val split minus to
+    the training split (`train_` rows, present when style is scored against val); {} otherwise."""
+    val = latest_scores(section.run.metrics, section.metric)
+    train = latest_scores(section.run.metrics, f"train_{section.metric}")
+    epochs = sorted(e for (e, c) in train if c == "none" and (e, c) in val)
+    if not epochs:
+        return {}
+    return {"style_gap": (epochs, [val[(e, "none")].value - train[(e, "none")].value for e in epochs])}
+
+
 def _draw_figures(sections: list[RunSection], folder: Path) -> None:
     """Heatmaps and curves; runs scored with the same metric share colour and y scales, all share epochs."""
     (folder / "fig").mkdir()
-    series = {s.slug: figures.diagnostic_series(s.run.diagnostics or []) for s in sections}
+    series = {s.slug: dict(figures.diagnostic_series(s.run.diagnostics or []), **style_gap_series(s))
+              for s in sections}
     epochs = [e for s in sections for e in s.grid.epochs] + [e for v in series.values()
                                                              for e in figures.diagnostic_epochs(v)]
     pad = max(0.5, 0.03 * (max(epochs) - min(epochs)))
     xlim = (min(epochs) - pad, max(epochs) + pad)
-    diag_ylims = figures.panel_ranges([series[s.slug] for s in sections if s.run.diagnostics])
+    diag_ylims = figures.panel_ranges([series[s.slug] for s in sections if series[s.slug]])
     for metric in sorted({s.metric for s in sections}):
         same = [s for s in sections if s.metric == metric]
         vrange = figures.value_range([s.grid for s in same])
@@ -274,15 +308,17 @@ def _draw_figures(sections: list[RunSection], folder: Path) -> None:
         for s in same:
             title = f"{s.name}: {s.label}"
             s.figures["heatmap"] = f"fig/{s.slug}_heatmap.png"
-            figures.heatmap(folder / s.figures["heatmap"], s.grid, title + "\nepoch × swap, lower is better",
-                            s.overall, vrange)
+            both = "" if s.selection is None else f" · each cell: {s.metric} over {s.selection.identity_metric}"
+            figures.heatmap(folder / s.figures["heatmap"], s.grid, title + f"\nepoch × swap, lower is better{both}"
+                            + (f"\n★ {s.best_label}: {s.selection.summary()}" if s.selection is not None else ""),
+                            s.overall, vrange, s.identity_grid if s.selection is not None else None)
             s.figures["curves"] = f"fig/{s.slug}_curves.png"
             figures.score_curves(folder / s.figures["curves"], s.grid, title, s.overall, ylim)
             if s.selection is not None:
                 s.figures["scatter"] = f"fig/{s.slug}_selection.png"
                 figures.selection_scatter(folder / s.figures["scatter"], s.selection,
                                           f"{s.run.name}: every blend cell, style vs identity")
-            if s.run.diagnostics:
+            if series[s.slug]:
                 s.figures["diagnostics"] = f"fig/{s.slug}_diagnostics.png"
                 figures.diagnostics(folder / s.figures["diagnostics"], series[s.slug], s.overall, xlim,
                                     diag_ylims)
@@ -363,7 +399,8 @@ def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) ->
         best = best_cells(run.metrics, chosen)
         lowest = best[-1] if best else None
         sel = select_rows(run.metrics, **dict(selection_options(rule or saved_selection(run.path)),
-                                              style_metric=chosen))
+                                              style_metric=chosen),
+                          seeds=RunSeedData(run.path, run.metrics), resolution=run_resolution(run.path))
         if sel is not None:
             best = [_as_best(c, chosen) for c in sel.per_epoch if c.point is not None]
             best += [_as_best(sel.overall, chosen)] if sel.overall.point is not None else []
@@ -371,6 +408,8 @@ def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) ->
         section = RunSection(slug=f"run{i}", run=run, metric=chosen, label=metric_label(chosen, run.metrics),
                              grid=grid, per_epoch=[b for b in best if b.scope == "epoch"], overall=overall,
                              selection=sel, lowest=lowest)
+        if sel is not None:
+            section.identity_grid = score_grid(run.metrics, sel.identity_metric)
         if overall is not None:
             section.command, section.command_note = blend_command(run, overall)
         sections.append(section)
@@ -393,13 +432,26 @@ def run_labels(runs: list[Run]) -> list[str]:
 
 
 def mark_best_of_all(sections: list[RunSection]) -> None:
-    """Among runs scored with the same metric, flag the one whose best blend is lowest."""
+    """Among runs scored on the same two axes, flag the one whose pick the selection rule prefers, with the
+    bootstrap's stability (the same rule and logic as within a run; the runs' own rule when they share one,
+    else knee). Runs without identity scores have no pick to compare and are never "best"."""
     if len(sections) < 2:
         return
-    for metric in {s.metric for s in sections}:
-        scored = [s for s in sections if s.metric == metric and s.overall is not None]
-        if len(scored) > 1:
-            min(scored, key=lambda s: s.overall.value).best_of_all = True
+    groups: dict[tuple, list[RunSection]] = {}
+    for s in sections:
+        if s.selection is not None and s.selection.overall.point is not None:
+            groups.setdefault((s.metric, s.selection.identity_metric), []).append(s)
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        rules = {str(s.selection.rule) for s in same}
+        rule = same[0].selection.rule if len(rules) == 1 else "knee"
+        across = select_across([s.selection for s in same], rule)
+        if across.winner is not None:
+            winner = same[across.winner]
+            winner.best_of_all = True
+            winner.best_of_all_text = f"best of all runs by {across.rule}: " + across.text(
+                [s.name or s.run.name for s in same])
 
 
 def default_out_dir(run_dirs: list[Path], out_dir: Path | None) -> Path:

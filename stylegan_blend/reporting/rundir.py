@@ -40,6 +40,7 @@ class MetricRow:
     n_ref: int | None
     extractor: str
     cell: str
+    network_sha256: str = ""  # the scored network file's hash ("" in files written before the column)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Run:
     blend_options: dict[str, object] = field(default_factory=dict)  # width / mapping the scores were made with
     config_note: str = ""  # why base_network could not be read, if so
     overrides: list[str] = field(default_factory=list)  # Hydra overrides: what distinguishes sweep members
+    style_reference: dict | None = None  # scores/style_reference.json: the split style is scored against, and why
 
     @property
     def name(self) -> str:
@@ -129,7 +131,8 @@ def parse_metric_row(row: Mapping, where: str) -> MetricRow:
                      n_gen=_number(where, row, "n_gen", int, optional=True),
                      n_ref=_number(where, row, "n_ref", int, optional=True),
                      extractor=_field(row, "extractor"),
-                     cell=cell_name(swap_raw if swap_res is None else swap_res, direction))
+                     cell=cell_name(swap_raw if swap_res is None else swap_res, direction),
+                     network_sha256=_field(row, "network_sha256"))
 
 
 def read_metrics(path: Path) -> list[MetricRow]:
@@ -212,4 +215,14 @@ def load_run(run_dir: Path) -> Run:
                diagnostics=read_diagnostics(diagnostics_path) if diagnostics_path.is_file() else None,
                samples=find_samples(run_dir),
                stylized_dirs=[d for d in (run_dir / "report" / "stylized", run_dir / "stylized") if d.is_dir()],
-               base_network=base, blend_options=options, config_note=note, overrides=overrides)
+               base_network=base, blend_options=options, config_note=note, overrides=overrides,
+               style_reference=_read_json(run_dir / "scores" / "style_reference.json"))
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None

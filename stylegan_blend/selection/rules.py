@@ -39,8 +39,9 @@ class Rule:
 
     def describe(self) -> str:
         if self.kind == "knee":
-            return ("knee of the Pareto front: the front cell farthest from the line through the front's ends, "
-                    "both axes scaled to [0, 1] over the run")
+            return ("knee of the Pareto front: the front cell farthest from the line through the front's ends on "
+                    "the ideal side (low style, low identity loss), axes scaled between the run front's ideal "
+                    "and nadir; with no cell on that side, the lowest normalised style + identity sum")
         if self.kind == "min_identity":
             return f"most stylised cell whose identity score (1 − identity loss) is ≥ {self.param:g}"
         return (f"lowest {self.param:g}·style/style(base) + {1 - self.param:g}·identity loss "
@@ -68,6 +69,10 @@ def parse_rule(text) -> Rule:
     raise UserError(f"selection rule {text!r}: {expected}")
 
 
+TIE_BREAK = "fewest fine-tuned layers, then earliest epoch"
+FALLBACK = "normalised-sum minimum"
+
+
 @dataclass(frozen=True)
 class Choice:
     """The cell a rule picked within a scope (one epoch, or the whole run), and why."""
@@ -77,6 +82,8 @@ class Choice:
     front: tuple[Point, ...]
     value: float  # what hparams_search minimises (see `rule_value`)
     note: str = ""
+    fallback: str = ""  # knee only: why no knee exists and the declared fallback was used ("" = a real knee)
+    caveat: str = ""  # e.g. a per-epoch choice among only 2-3 swap points
 
     def why(self) -> str:
         """One sentence: why the rule picked this cell, in terms of the front."""
@@ -84,16 +91,17 @@ class Choice:
             return self.note
         p, front = self.point, self.front
         n = f"{len(front)} cell(s) on the Pareto front"
+        tail = f" ({self.caveat})" if self.caveat else ""
         if self.rule.kind == "knee":
-            if len(front) < 3:
-                return f"{n}; with no interior point the one nearest the ideal corner (both axes scaled) is {p.label}"
+            if self.fallback:
+                return f"{n}; no knee: {self.fallback}, so the {FALLBACK} is {p.label}{tail}"
             return (f"{n}, from {front[0].label} (most stylised) to {front[-1].label} (closest to the base); "
-                    f"{p.label} is farthest from the line joining them, where more identity starts costing "
-                    f"much more style")
+                    f"{p.label} lies farthest from the line joining them on the ideal side, where more identity "
+                    f"starts costing much more style{tail}")
         if self.rule.kind == "min_identity":
             return (f"{p.label} is the most stylised cell keeping identity score {1 - p.identity:.3g} "
-                    f"≥ {self.rule.param:g}")
-        return f"{p.label} has the lowest weighted sum ({self.value:.4g}) among the {n}"
+                    f"≥ {self.rule.param:g}{tail}")
+        return f"{p.label} has the lowest weighted sum ({self.value:.4g}) among the {n}{tail}"
 
     def __str__(self) -> str:
         where = f"epoch {self.point.epoch:4d}" if self.scope == "epoch" and self.point else "overall   "
@@ -102,13 +110,46 @@ class Choice:
         p = self.point
         text = (f"{where}  best by {self.rule}: {p.cell:<16s} style={p.style:.4g} identity_loss={p.identity:.4g}"
                 f"  ({p.label}, {p.kimg:g} kimg)")
-        return text + (f"  [{self.note}]" if self.note else "")
+        notes = [t for t in (self.note, self.fallback and f"no knee, {FALLBACK}", self.caveat) if t]
+        return text + (f"  [{'; '.join(notes)}]" if notes else "")
 
 
-def _ranges(points: Sequence[Point]) -> tuple[tuple[float, float], tuple[float, float]]:
-    xs = [p.style for p in points if math.isfinite(p.style)]
-    ys = [p.identity for p in points if math.isfinite(p.identity)]
-    return (min(xs, default=0.0), max(xs, default=1.0)), (min(ys, default=0.0), max(ys, default=1.0))
+def fine_tuned_blocks(p: Point, resolution: int) -> int:
+    """How many synthesis blocks of the cell come from the fine-tuned model: low_base takes b{2s}..bR from it
+    (log2 R − log2 s blocks), low_tuned takes b4..b{s} (log2 s − 1)."""
+    if p.swap_res is None:
+        return math.inf
+    s, r = int(math.log2(p.swap_res)), int(math.log2(resolution))
+    return s - 1 if p.direction == "low_tuned" else r - s
+
+
+def tie_key(resolution: int):
+    """The declared tie-break: fewest fine-tuned layers (the blend that changes the base least), then the
+    earliest epoch (the least trained)."""
+    return lambda p: (fine_tuned_blocks(p, resolution), p.epoch, p.cell)
+
+
+def _resolution(points: Sequence[Point]) -> int:
+    """The model resolution when unknown: 4 × the largest swap point (the default grids end at R/4)."""
+    return 4 * max((p.swap_res for p in points if p.swap_res), default=4)
+
+
+def _argmin(points: Sequence[Point], value, key) -> Point:
+    """The point with the lowest `value`; values within 1e-9 tie and the tie-break `key` decides."""
+    values = [value(p) for p in points]
+    low = min(values)
+    return min((p for p, v in zip(points, values) if v <= low + 1e-9), key=key)
+
+
+def front_ranges(points: Sequence[Point]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Axis ranges for the knee: from the ideal point (lowest style, lowest identity loss) to the nadir of the
+    Pareto front of `points` (the style of its identity-best end, the identity loss of its style-best end).
+    Cells off the front do not move these ends, so a dominated outlier, however far out, changes nothing."""
+    pts = [p for p in points if math.isfinite(p.style) and math.isfinite(p.identity)]
+    if not pts:
+        return (0.0, 1.0), (0.0, 1.0)
+    front = [pts[i] for i in pareto_front([(p.style, p.identity) for p in pts])]
+    return (front[0].style, front[-1].style), (front[-1].identity, front[0].identity)
 
 
 def _scale(v: float, lo_hi: tuple[float, float]) -> float:
@@ -116,17 +157,35 @@ def _scale(v: float, lo_hi: tuple[float, float]) -> float:
     return 0.0 if hi <= lo else (v - lo) / (hi - lo)
 
 
-def _knee(front: list[Point], ranges) -> Point:
-    xy = [(_scale(p.style, ranges[0]), _scale(p.identity, ranges[1])) for p in front]
-    (x0, y0), (x1, y1) = xy[0], xy[-1]  # front is sorted by style: its two ends
-    length = math.hypot(x1 - x0, y1 - y0)
+def _knee(front: list[Point], ranges, key) -> tuple[Point, str]:
+    """(knee, "") or (fallback pick, why there is no knee).
 
-    def key(i):
-        x, y = xy[i]
-        dist = abs((x1 - x0) * (y0 - y) - (x0 - x) * (y1 - y0)) / length if length > 0 else 0.0
-        return (-dist, x + y, x)  # ties (2-point fronts): closest to the ideal corner, then more stylised
+    The signed distance to the chord is measured toward the ideal corner, so a cell on the concave side (one
+    that is worse than the straight trade-off between the ends) never counts as a knee. Note that the order of
+    distances to one line is the same in any per-axis scaling: the scaling decides the fallback (a sum) and
+    where each epoch's cells sit relative to the run's ends, not the order along one chord."""
+    xy = {id(p): (_scale(p.style, ranges[0]), _scale(p.identity, ranges[1])) for p in front}
 
-    return front[min(range(len(front)), key=key)]
+    def norm_sum(p):
+        return sum(xy[id(p)])
+
+    if len(front) == 1:
+        return front[0], ""
+    (x0, y0), (x1, y1) = xy[id(front[0])], xy[id(front[-1])]  # front is sorted by style: its two ends
+    ux, uy = x1 - x0, y1 - y0
+    length = math.hypot(ux, uy)
+    if len(front) == 2 or length == 0:
+        return _argmin(front, norm_sum, key), "2 cells on the front, no interior cell"
+
+    def toward_ideal(p):  # normal (uy, -ux) points to lower style and lower identity loss
+        x, y = xy[id(p)]
+        return (uy * (x - x0) - ux * (y - y0)) / length
+
+    inside = [p for p in front[1:-1] if toward_ideal(p) > 1e-9]
+    if not inside:
+        return _argmin(front, norm_sum, key), "no front cell lies on the ideal side of the line between its ends " \
+                                              "(a straight or concave front)"
+    return _argmin(inside, lambda p: -toward_ideal(p), key), ""
 
 
 def rule_value(rule: Rule, p: Point | None, style_scale: float) -> float:
@@ -144,27 +203,28 @@ def rule_value(rule: Rule, p: Point | None, style_scale: float) -> float:
 
 
 def select(points: Sequence[Point], rule, scope: str = "overall", ranges=None,
-           style_scale: float = 1.0) -> Choice:
+           style_scale: float = 1.0, resolution: int | None = None) -> Choice:
     """Apply `rule` to `points` (blend cells). `ranges` ((x_lo, x_hi), (y_lo, y_hi)) normalise the axes for
-    the knee (default: these points); pass the run's ranges when selecting within one epoch."""
+    the knee (default: `front_ranges` of these points); pass the run's when selecting within one epoch.
+    Exact ties break by `TIE_BREAK` (`resolution`: the model's, default 4 × the largest swap point)."""
     rule = parse_rule(rule)
     pts = [p for p in points if math.isfinite(p.style) and math.isfinite(p.identity)]
     if not pts:
         return Choice(scope, rule, None, (), math.inf, "no cell has both a style and an identity score")
-    ranges = ranges or _ranges(pts)
+    ranges = ranges or front_ranges(pts)
+    key = tie_key(resolution or _resolution(pts))
     front = [pts[i] for i in pareto_front([(p.style, p.identity) for p in pts])]
-    note = ""
+    note = fallback = ""
     if rule.kind == "knee":
-        chosen = _knee(front, ranges)
+        chosen, fallback = _knee(front, ranges, key)
     elif rule.kind == "weighted":
-        chosen = min(front, key=lambda p: (rule.param * p.style / style_scale + (1 - rule.param) * p.identity,
-                                           p.style))
+        chosen = _argmin(front, lambda p: rule.param * p.style / style_scale + (1 - rule.param) * p.identity, key)
     else:
         ok = [p for p in front if 1 - p.identity >= rule.param - 1e-12]
-        chosen = min(ok, key=lambda p: p.style) if ok else None
+        chosen = _argmin(ok, lambda p: p.style, key) if ok else None
         if chosen is None:
             note = f"no cell keeps identity ≥ {rule.param:g}; highest is {1 - min(p.identity for p in pts):.3g}"
-    return Choice(scope, rule, chosen, tuple(front), rule_value(rule, chosen, style_scale), note)
+    return Choice(scope, rule, chosen, tuple(front), rule_value(rule, chosen, style_scale), note, fallback)
 
 
 def points_from_rows(rows: Iterable, style_metric: str, identity_metric: str) -> tuple[list[Point], float]:
@@ -189,11 +249,25 @@ def points_from_rows(rows: Iterable, style_metric: str, identity_metric: str) ->
     return points, scale
 
 
-def select_run(points: Sequence[Point], rule, style_scale: float = 1.0) -> tuple[list[Choice], Choice]:
-    """Per-epoch choices (axes normalised over the whole run) and the overall choice."""
+FEW_SWAP_POINTS = 3
+
+
+def select_run(points: Sequence[Point], rule, style_scale: float = 1.0,
+               resolution: int | None = None) -> tuple[list[Choice], Choice]:
+    """Per-epoch choices (axes scaled by the whole run's front, so epochs share one scale) and the overall
+    choice. A per-epoch choice among at most FEW_SWAP_POINTS cells says so: with three, the knee can only be
+    the middle one or (no knee) an end."""
+    from dataclasses import replace
+
     rule = parse_rule(rule)
     finite = [p for p in points if math.isfinite(p.style) and math.isfinite(p.identity)]
-    ranges = _ranges(finite)
-    per_epoch = [select([p for p in finite if p.epoch == e], rule, "epoch", ranges, style_scale)
-                 for e in sorted({p.epoch for p in finite})]
-    return per_epoch, select(finite, rule, "overall", ranges, style_scale)
+    ranges = front_ranges(finite)
+    resolution = resolution or _resolution(finite or [Point(0, 0, "", 4, "", 0, 0)])
+    per_epoch = []
+    for e in sorted({p.epoch for p in finite}):
+        cells = [p for p in finite if p.epoch == e]
+        choice = select(cells, rule, "epoch", ranges, style_scale, resolution)
+        if len(cells) <= FEW_SWAP_POINTS:
+            choice = replace(choice, caveat=f"only {len(cells)} swap point(s) in this epoch: a coarse choice")
+        per_epoch.append(choice)
+    return per_epoch, select(finite, rule, "overall", ranges, style_scale, resolution)
