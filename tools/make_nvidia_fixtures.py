@@ -48,6 +48,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+from fixture_pack import on_grid, pack, pack_state  # noqa: E402 - tests/fixture_pack.py, shared with the tests
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
 
 G_CASES = {
@@ -95,11 +97,19 @@ def plain(obj):
     return obj
 
 
+def save(obj, path: Path) -> None:
+    """torch.save, atomically (a stopped run leaves the old fixture, not half a new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
-    """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0."""
+    """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0. Every tensor
+    ends on its int8 grid (fixture_pack.on_grid), so the fixture stores NVIDIA's exact weights in a byte each."""
     for name, t in list(net.named_parameters()) + list(net.named_buffers()):
-        if name.endswith("resample_filter"):
+        if name.endswith("resample_filter"):  # outer([1, 3, 3, 1]) / 64: already on its grid
             continue
         noise = torch.randn(t.shape, generator=gen)
         if name.endswith("affine.bias"):
@@ -110,6 +120,7 @@ def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
             t.copy_(0.3 * noise)
         elif name.endswith("torgb.weight"):  # keep images mostly inside [-1, 1] so uint8 rarely saturates
             t.mul_(0.25)
+        t.copy_(on_grid(t))
 
 
 def state_dict_of(net) -> dict[str, torch.Tensor]:
@@ -143,7 +154,7 @@ def make_generator(networks, name: str, kwargs: dict, out: Path, seed: int) -> N
             suffix = "" if clamp is None else f"_clamp{clamp:g}"
             png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{suffix}.png"
             Image.fromarray(to_uint8(img)[0], "RGB").save(png)
-    torch.save(dict(init_kwargs=plain(G.init_kwargs), state_dict=sd, cases=cases), out / f"{name}.pt")
+    save(dict(init_kwargs=plain(G.init_kwargs), state_dict=pack_state(sd, grid=True), cases=cases), out / f"{name}.pt")
 
 
 @torch.no_grad()
@@ -152,10 +163,10 @@ def make_discriminator(networks, name: str, kwargs: dict, out: Path, seed: int) 
     D = networks.Discriminator(**kwargs).eval()
     randomise(D, torch.Generator().manual_seed(seed))
     res = kwargs["img_resolution"]
-    img = torch.rand([8, 3, res, res], generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
+    img = on_grid(torch.rand([8, 3, res, res], generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1)
     logits = D(img, None, force_fp32=True)
-    torch.save(dict(init_kwargs=plain(D.init_kwargs), state_dict=state_dict_of(D), img=img, logits=logits.float()),
-               out / f"{name}.pt")
+    save(dict(init_kwargs=plain(D.init_kwargs), state_dict=pack_state(state_dict_of(D), grid=True), img=pack(img),
+              logits=logits.float()), out / f"{name}.pt")
 
 
 @torch.no_grad()
@@ -335,12 +346,6 @@ def nvidia_loop_kwargs(t: dict, a: dict, augpipe: dict) -> dict:
                 ada_target=a.get("target"), ada_interval=a.get("interval", 4), ada_kimg=a.get("ada_kimg", 500))
 
 
-def pack_state(sd: dict) -> dict:
-    """A state dict as names, shapes and one flat float32 vector (a fixture of many tiny tensors is mostly overhead)."""
-    return dict(names=list(sd), shapes=[list(t.shape) for t in sd.values()],
-                values=torch.cat([t.detach().float().flatten() for t in sd.values()]))
-
-
 def pack_draws(entries: list, scale: int) -> dict:
     """Draws in order: spec rows [minibatch, phase, kind, shape, low, high] and one flat tensor per kind; normal draws
     as int8 codes k (value k / scale, exact)."""
@@ -360,6 +365,7 @@ def _center_real_logits(D, images, share_real: float) -> None:
     with torch.no_grad():
         logits = D(torch.from_numpy(images).float() / 127.5 - 1, None, force_fp32=True)
         D.b4.out.bias.sub_(logits.flatten().quantile(1 - share_real))
+        D.b4.out.bias.copy_(on_grid(D.b4.out.bias))
 
 
 def make_train_loop(networks, nvidia_dir: str, out: Path, case: str, seed: int = 400) -> None:
@@ -403,13 +409,13 @@ def make_train_loop(networks, nvidia_dir: str, out: Path, case: str, seed: int =
                       and phase == "Dmain"]
             dmain_only.append(sum(s for s, _ in picked) / sum(n for _, n in picked))
         assert dmain_only != [r for _, r, _ in run["adjustments"]], "Dreg's signs change no r_t; choose another seed"
-    after = dict(G=pack_state(run["G"]), D=pack_state(run["D"]), G_ema=pack_state(run["G_ema"]),
-                 pl_mean=run["pl_mean"].clone(), p=run["p"])
-    torch.save(dict(G_kwargs=plain(LOOP_G), D_kwargs=plain(LOOP_D), train=dict(LOOP_TRAIN, betas=list(LOOP_TRAIN["betas"])),
-                    augment=c["augment"], augpipe=c["augpipe"], normal_scale=DrawLog.NORMAL_SCALE,
-                    G=pack_state(start["G"]), D=pack_state(start["D"]), images=torch.from_numpy(images),
-                    real_index=torch.stack(real_index), draws=pack_draws(entries, DrawLog.NORMAL_SCALE), p=ps,
-                    adjustments=[list(a) for a in run["adjustments"]], after=after), out / f"{case}.pt")
+    after = dict(G=pack_state(run["G"], grid=False), D=pack_state(run["D"], grid=False),
+                 G_ema=pack_state(run["G_ema"], grid=False), pl_mean=run["pl_mean"].clone(), p=run["p"])
+    save(dict(G_kwargs=plain(LOOP_G), D_kwargs=plain(LOOP_D), train=dict(LOOP_TRAIN, betas=list(LOOP_TRAIN["betas"])),
+              augment=c["augment"], augpipe=c["augpipe"], normal_scale=DrawLog.NORMAL_SCALE,
+              G=pack_state(start["G"], grid=True), D=pack_state(start["D"], grid=True), images=torch.from_numpy(images),
+              real_index=torch.stack(real_index), draws=pack_draws(entries, DrawLog.NORMAL_SCALE), p=ps,
+              adjustments=[list(a) for a in run["adjustments"]], after=after), out / f"{case}.pt")
 
 
 def manifest(networks) -> dict:
@@ -515,9 +521,7 @@ def make_augment(nvidia_dir: str, out: Path, seed: int = 400) -> None:
     data = dict(source="NVlabs/stylegan2-ada-pytorch training/augment.py AugmentPipe on CPU (reference ops)",
                 inputs="torch.rand(shape, generator=torch.Generator().manual_seed(input_seed)) * 2 - 1",
                 presets=presets, defaults=plain(defaults), cases=cases, grads=grads)
-    tmp = out / "augment.pt.tmp"
-    torch.save(data, tmp)
-    os.replace(tmp, out / "augment.pt")
+    save(data, out / "augment.pt")
 
 
 def main(argv=None) -> int:
