@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
-from fixture_pack import on_grid, pack, pack_state  # noqa: E402 - tests/fixture_pack.py, shared with the tests
+import fixture_pack  # noqa: E402 - tests/fixture_pack.py, shared with the tests
+from fixture_pack import on_grid, pack, pack_state  # noqa: E402
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
 
 G_CASES = {
@@ -153,7 +154,9 @@ def make_generator(networks, name: str, kwargs: dict, out: Path, seed: int) -> N
         if name == "g32_skip":
             suffix = "" if clamp is None else f"_clamp{clamp:g}"
             png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{suffix}.png"
-            Image.fromarray(to_uint8(img)[0], "RGB").save(png)
+            tmp = png.with_name(png.name + ".tmp")
+            Image.fromarray(to_uint8(img)[0], "RGB").save(tmp, format="PNG")
+            os.replace(tmp, png)
     save(dict(init_kwargs=plain(G.init_kwargs), state_dict=pack_state(sd, grid=True), cases=cases), out / f"{name}.pt")
 
 
@@ -172,7 +175,7 @@ def make_discriminator(networks, name: str, kwargs: dict, out: Path, seed: int) 
 @torch.no_grad()
 def make_fp16(networks, out: Path) -> None:
     """NVIDIA's fp16 forward next to its fp32 one for the same weights and inputs (the parity tolerance)."""
-    g, d = torch.load(out / "g32_skip.pt", weights_only=True), torch.load(out / "d32_resnet.pt", weights_only=True)
+    g, d = fixture_pack.load(out / "g32_skip.pt"), fixture_pack.load(out / "d32_resnet.pt")
     G = networks.Generator(**g["init_kwargs"]).eval()
     G.load_state_dict(g["state_dict"])
     D = networks.Discriminator(**d["init_kwargs"]).eval()
@@ -181,8 +184,9 @@ def make_fp16(networks, out: Path) -> None:
     ws = G.mapping(z, None)
     img16, img32 = (G.synthesis(ws, noise_mode="const", force_fp32=f).float() for f in (False, True))
     logits16, logits32 = (D(d["img"], None, force_fp32=f).float() for f in (False, True))
-    torch.save(dict(ws=ws.float(), img_fp16=img16, img_fp32=img32, d_img=d["img"], logits_fp16=logits16,
-                    logits_fp32=logits32), out / "fp16.pt")
+    # D's input is d32_resnet.pt's `img`, not stored twice
+    save(dict(ws=ws.float(), img_fp16=img16, img_fp32=img32, logits_fp16=logits16, logits_fp32=logits32),
+         out / "fp16.pt")
 
 
 # One minibatch of NVIDIA's training loop on a tiny G/D (paper256's skip G / resnet D, fp16 on b8 and b16).
@@ -529,8 +533,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
-    ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle", *LOOP_CASES], action="append",
-                    help="regenerate just this fixture (repeatable)")
+    ap.add_argument("--only", choices=["networks", "train_step", "augment", "tf_pickle", *LOOP_CASES],
+                    action="append", help="regenerate just this fixture (repeatable); networks: the G and D "
+                    "fixtures, their PNGs, fp16.pt and the paper256 manifest")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
@@ -554,14 +559,16 @@ def main(argv=None) -> int:
     for case in LOOP_CASES:
         if case in only or (not only and case in DEFAULT_LOOP_CASES):
             make_train_loop(networks, args.nvidia_dir, out, case)
-    if only:
+    if only and "networks" not in only:
         return 0
     for i, (name, kw) in enumerate(G_CASES.items()):
         make_generator(networks, name, kw, out, seed=100 + i)
     for i, (name, kw) in enumerate(D_CASES.items()):
         make_discriminator(networks, name, kw, out, seed=200 + i)
     make_fp16(networks, out)
-    (out / "paper256_manifest.json").write_text(json.dumps(manifest(networks), indent=1) + "\n")
+    tmp = out / "paper256_manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest(networks), indent=1) + "\n")
+    os.replace(tmp, out / "paper256_manifest.json")
     return 0
 
 
