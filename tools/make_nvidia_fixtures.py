@@ -202,7 +202,8 @@ STEP_PHASES = (("Gmain", "G", 1), ("Greg", "G", STEP_TRAIN["pl_interval"]), ("Dm
 
 class RandomDraws:
     """Records (or replays) every torch.randn / randn_like a phase makes: the synthesis noise and the path-length
-    noise, so another implementation can be fed exactly the same random numbers."""
+    noise, so another implementation can be fed exactly the same random numbers. Recorded draws are rounded to their
+    int8 grid (fixture_pack.on_grid) before NVIDIA's code sees them: the fixture stores a byte per value."""
 
     def __init__(self, replay=None):
         self.draws = [] if replay is None else list(replay)
@@ -216,7 +217,7 @@ class RandomDraws:
                 t = self.draws.pop(0)
                 assert tuple(t.shape) == tuple(shape), (t.shape, shape)
                 return t.clone().to(like_dtype)
-            t = self.saved[0](*shape)
+            t = on_grid(self.saved[0](*shape))
             self.draws.append(t.clone())
             return t.to(like_dtype)
 
@@ -275,7 +276,7 @@ def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, 
             out["draws"][phase] = rd.draws
             key = {"Gmain": "Loss/G/loss", "Greg": "Loss/pl_penalty", "Dmain": "Loss/D/loss",
                    "Dreg": "Loss/r1_penalty"}[phase]
-            out["losses"][phase] = seen[key].clone()
+            out["losses"][phase] = float(seen[key])
     finally:
         loss_mod.training_stats.report = report
     out["pl_mean"] = loss.pl_mean.clone()
@@ -283,7 +284,9 @@ def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, 
     return out
 
 
-def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> None:
+def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 301) -> None:
+    """Seed 301: the fp16 comparison is statistical and some seeds are chaotic for it (a pre-activation within fp16
+    rounding of the lrelu kink); 301 is one that is not. tests/data/README.md has the seeds measured."""
     torch.manual_seed(seed)
     G = networks.Generator(**STEP_G)
     D = networks.Discriminator(**STEP_D)
@@ -292,8 +295,8 @@ def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> Non
     randomise(D, gen)
     sd_G, sd_D = state_dict_of(G), state_dict_of(D)
     n = STEP_TRAIN["batch_size"]
-    real = torch.rand([n, 3, 16, 16], generator=gen) * 2 - 1
-    zs = {phase: torch.randn([n, STEP_G["z_dim"]], generator=gen) for phase, _, _ in STEP_PHASES}
+    real = on_grid(torch.rand([n, 3, 16, 16], generator=gen) * 2 - 1)
+    zs = {phase: on_grid(torch.randn([n, STEP_G["z_dim"]], generator=gen)) for phase, _, _ in STEP_PHASES}
     torch.manual_seed(seed + 1)  # the fp32 run records the random draws, the fp16 run replays the same numbers
     runs = {"fp32": run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, None, fp16=False)}
     draws = runs["fp32"].pop("draws")
@@ -306,8 +309,11 @@ def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> Non
                          / runs["fp32"]["grads"][phase][n].double().norm().clamp_min(1e-30)) for n, g in grads.items()}
         for phase, grads in g16.items()}
     runs["fp16"]["grads"] = {"Dreg": g16["Dreg"]}  # R1 on the reals: the same inputs reach D, so compared directly
-    torch.save(dict(G_kwargs=plain(STEP_G), D_kwargs=plain(STEP_D), train=STEP_TRAIN, G=sd_G, D=sd_D, real=real,
-                    z=zs, draws=draws, **{mode: run for mode, run in runs.items()}), out / "train_step.pt")
+    for run in runs.values():  # NVIDIA's gradients: float32, one flat vector per phase
+        run["grads"] = {phase: pack_state(grads, grid=False) for phase, grads in run["grads"].items()}
+    save(dict(G_kwargs=plain(STEP_G), D_kwargs=plain(STEP_D), train=STEP_TRAIN, G=pack_state(sd_G, grid=True),
+              D=pack_state(sd_D, grid=True), real=pack(real), z={phase: pack(z) for phase, z in zs.items()},
+              draws={phase: [pack(d) for d in ds] for phase, ds in draws.items()}, **runs), out / "train_step.pt")
 
 
 # K consecutive minibatches of NVIDIA's own training loop (training_loop.training_loop, run on the CPU by
