@@ -1,7 +1,7 @@
 """Compact storage for the NVIDIA parity fixtures, shared by their maker (tools/make_nvidia_fixtures.py) and the tests.
 
 The project keeps its fixtures under 2 MB. Most of their bytes were random float32 weights and inputs that the maker
-itself invents, so the maker draws them on a coarse grid instead (`on_grid`: k * 2**e, k an int8, one exponent per
+itself invents, so the maker draws them on a coarse grid instead (`on_grid`: k * step, k an int8, one step per
 tensor), feeds exactly those values to NVIDIA's code, and stores one byte per value, decoded bit-exactly. What
 NVIDIA's code computes (images, logits, gradients, trained weights) stays float32: the tests' tolerances are far below
 float16 rounding. State dicts are stored flat (names, shapes, one vector): a file of many tiny tensors is mostly
@@ -18,58 +18,76 @@ from pathlib import Path
 import torch
 
 CODE_MAX = 127  # int8 codes
+# The grid step's mantissa, 0b1.0101010101010101: 17 significant bits, so k * step (|k| <= 127) is exact in float32
+# but, for k != 0, never exact in float16 or bfloat16: a bug that keeps weights or inputs in 16 bits still changes
+# them (a power-of-two step would hide it).
+STEP_MANTISSA = 0x15555 / 2 ** 16
 
 
-def grid_exponent(t: torch.Tensor) -> int:
-    """The smallest e with max |t| <= 127 * 2**e: the finest int8 grid k * 2**e that spans t (0 for all zeros)."""
+def grid_step(t: torch.Tensor) -> float:
+    """The finest step STEP_MANTISSA * 2**e with max |t| <= 127 steps: the int8 grid that spans t (1 for all zeros)."""
     peak = float(t.detach().abs().max()) if t.numel() else 0.0
     if peak == 0:
-        return 0
-    mantissa, e = math.frexp(peak / CODE_MAX)  # peak / 127 = mantissa * 2**e, 0.5 <= mantissa < 1
-    return e - 1 if mantissa == 0.5 else e
+        return 1.0
+    e = math.ceil(math.log2(peak / (CODE_MAX * STEP_MANTISSA)))
+    while peak > CODE_MAX * STEP_MANTISSA * 2.0 ** e:  # exact comparisons in float64: settle log2's rounding
+        e += 1
+    while peak <= CODE_MAX * STEP_MANTISSA * 2.0 ** (e - 1):
+        e -= 1
+    return STEP_MANTISSA * 2.0 ** e
 
 
 def on_grid(t: torch.Tensor) -> torch.Tensor:
-    """t rounded to its int8 grid: 255 levels over +-max |t| (about 2**-6 of a unit-normal draw's spread), exact in
-    float32, so what NVIDIA's code was fed is what the fixture stores."""
-    step = 2.0 ** grid_exponent(t)
+    """t rounded to its int8 grid: 255 levels over +-max |t|, exact in float32, so what NVIDIA's code was fed is what
+    the fixture stores."""
+    step = grid_step(t)
     return (t.float() / step).round() * step
 
 
 def pack(t: torch.Tensor) -> dict:
-    """A float32 tensor whose values are on its int8 grid (see `on_grid`) as int8 codes and the grid's exponent."""
-    e = grid_exponent(t)
-    codes = t.float() / 2.0 ** e
-    if not (torch.equal(codes, codes.round()) and bool((codes.abs() <= CODE_MAX).all())):
+    """A float32 tensor whose values are on its int8 grid (see `on_grid`) as int8 codes and the grid's step."""
+    step = grid_step(t)
+    codes = t.float() / step
+    if not (torch.equal(codes, codes.round()) and bool((codes.abs() <= CODE_MAX).all())
+            and torch.equal(codes.round() * step, t.float())):
         raise ValueError(f"tensor of shape {list(t.shape)} is not on its int8 grid; round it with on_grid() "
                          "before NVIDIA's code sees it")
-    return dict(packed="grid", codes=codes.to(torch.int8), exponent=e)
+    return dict(packed="grid", codes=codes.round().to(torch.int8), step=step)
 
 
 def unpack(p: dict) -> torch.Tensor:
-    return p["codes"].to(torch.float32) * 2.0 ** p["exponent"]
+    return p["codes"].to(torch.float32) * p["step"]
 
 
 def pack_state(sd: dict, grid: bool) -> dict:
-    """A state dict as names, shapes and one flat vector: int8 codes with one exponent per tensor when `grid` (every
-    tensor must be on its grid), float32 values otherwise (NVIDIA's outputs)."""
-    tensors = [t.detach() for t in sd.values()]
-    assert all(t.dtype == torch.float32 for t in tensors), "float32 tensors only"
-    out = dict(packed="state", names=list(sd), shapes=[list(t.shape) for t in tensors])
-    if not grid:
-        return dict(out, values=torch.cat([t.flatten() for t in tensors]))
-    packed = [pack(t) for t in tensors]
-    return dict(out, codes=torch.cat([p["codes"].flatten() for p in packed]),
-                exponents=[p["exponent"] for p in packed])
+    """A state dict as names, shapes and flat vectors. `grid`: every tensor the maker drew is on its int8 grid and
+    stored as codes with one step per tensor; NVIDIA's fixed `resample_filter` buffers (outer([1, 3, 3, 1]) / 64,
+    not drawn) stay float32. Otherwise (NVIDIA's outputs) all float32. `steps` has None for a float32 tensor."""
+    assert all(t.dtype == torch.float32 for t in sd.values()), "float32 tensors only"
+    steps, codes, values = [], [], []
+    for name, t in sd.items():
+        t = t.detach()
+        if grid and not name.endswith("resample_filter"):
+            p = pack(t)
+            steps.append(p["step"])
+            codes.append(p["codes"].flatten())
+        else:
+            steps.append(None)
+            values.append(t.flatten())
+    return dict(packed="state", names=list(sd), shapes=[list(t.shape) for t in sd.values()], steps=steps,
+                codes=torch.cat(codes) if codes else torch.zeros([0], dtype=torch.int8),
+                values=torch.cat(values) if values else torch.zeros([0]))
 
 
 def unpack_state(p: dict) -> dict[str, torch.Tensor]:
-    sizes = [math.prod(s) for s in p["shapes"]]
-    if "values" in p:
-        flat = p["values"].split(sizes)
-    else:
-        flat = [unpack(dict(codes=c, exponent=e)) for c, e in zip(p["codes"].split(sizes), p["exponents"])]
-    return {n: v.reshape(s) for n, v, s in zip(p["names"], flat, p["shapes"])}
+    out, at = {}, {"codes": 0, "values": 0}
+    for name, shape, step in zip(p["names"], p["shapes"], p["steps"]):
+        n, kind = math.prod(shape), "values" if step is None else "codes"
+        flat = p[kind][at[kind]: at[kind] + n]
+        at[kind] += n
+        out[name] = (flat if step is None else unpack(dict(codes=flat, step=step))).reshape(shape)
+    assert at == {"codes": len(p["codes"]), "values": len(p["values"])}, "packed state: sizes do not add up"
+    return out
 
 
 def decode(obj):

@@ -110,7 +110,7 @@ def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
     """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0. Every tensor
     ends on its int8 grid (fixture_pack.on_grid), so the fixture stores NVIDIA's exact weights in a byte each."""
     for name, t in list(net.named_parameters()) + list(net.named_buffers()):
-        if name.endswith("resample_filter"):  # outer([1, 3, 3, 1]) / 64: already on its grid
+        if name.endswith("resample_filter"):  # NVIDIA's fixed filter, not drawn: stored as float32
             continue
         noise = torch.randn(t.shape, generator=gen)
         if name.endswith("affine.bias"):
@@ -284,9 +284,9 @@ def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, 
     return out
 
 
-def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 301) -> None:
-    """Seed 301: the fp16 comparison is statistical and some seeds are chaotic for it (a pre-activation within fp16
-    rounding of the lrelu kink); 301 is one that is not. tests/data/README.md has the seeds measured."""
+def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> None:
+    """The fp16 comparison is statistical and some seeds are chaotic for it (a pre-activation within fp16 rounding of
+    the lrelu kink); seed 300 is not. tests/data/README.md lists the seeds measured."""
     torch.manual_seed(seed)
     G = networks.Generator(**STEP_G)
     D = networks.Discriminator(**STEP_D)
