@@ -306,8 +306,9 @@ def test_training_step_with_fp16_blocks_matches_nvidia_within_its_own_fp16_error
     """The fp16 blocks on (CPU switch train.fp16_on_cpu): per phase, our losses and gradients are about as far from
     NVIDIA's fp32 step as NVIDIA's own fp16 step is. fp16 rounding is a random draw: over fixture seeds 300-310
     our/NVIDIA error ratio was 0.25-1.7 in 37 of 44 phases and 3.4-90 in the other 7 (chaotic seeds, as one with a
-    lrelu pre-activation at the kink, see tests/data/README.md), hence 3x on a seed that is not chaotic (300: 0.5-1). D's fp16 path does the same arithmetic as NVIDIA's: R1 (Dreg, real inputs
-    only) matches NVIDIA's fp16 gradients to rounding."""
+    lrelu pre-activation at the kink, see tests/data/README.md), hence 3x on a seed that is not chaotic (300:
+    0.5-1). D's fp16 path does the same arithmetic as NVIDIA's: R1 (Dreg, real inputs only) matches NVIDIA's fp16
+    gradients to rounding."""
     ours16 = _our_minibatch(step_fixture, fp16=True)
     nv32, nv16 = step_fixture["fp32"], step_fixture["fp16"]
     for phase in STEP_PHASES:

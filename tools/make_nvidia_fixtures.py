@@ -30,9 +30,9 @@ modules or source are pickled):
                                  fp16 gradients only for Dreg)
 
 Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
-but not used, or used in the wrong place, changes the output. Every value the maker invents (weights, inputs, recorded draws) is
-drawn on an int8 grid and stored as one byte (tests/fixture_pack.py): the fixtures stay small, and NVIDIA's code saw
-exactly the stored values. Its outputs stay float32. References run NVIDIA's networks with
+but not used, or used in the wrong place, changes the output. Every value the maker invents (weights, inputs,
+recorded draws) is drawn on an int8 grid and stored as one byte (tests/fixture_pack.py): the fixtures stay small,
+and NVIDIA's code saw exactly the stored values; its outputs stay float32. References run NVIDIA's networks with
 force_fp32=True: on CPU our fp16 blocks run in fp32, and NVIDIA's reference ops are used on CPU.
 """
 from __future__ import annotations
