@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+import fixture_pack
 from stylegan_blend.errors import UserError
 from stylegan_blend.evaluate_run import checkpoint_key, outside_main
 from test_checkpoints import write_nvidia_style_pickle
@@ -25,7 +26,7 @@ def outside(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("outside")
     # weights made by NVIDIA's own code (tools/make_nvidia_fixtures.py -> tests/data/nvidia/)
-    g, d = (torch.load(DATA / f"{n}.pt", weights_only=True) for n in ("g32_skip", "d32_resnet"))
+    g, d = (fixture_pack.load(DATA / f"{n}.pt") for n in ("g32_skip", "d32_resnet"))
     G = Generator(**g["init_kwargs"])
     G.load_state_dict(g["state_dict"])
     D = Discriminator(**d["init_kwargs"])

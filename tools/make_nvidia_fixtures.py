@@ -30,7 +30,9 @@ modules or source are pickled):
                                  fp16 gradients only for Dreg)
 
 Every parameter is randomised (biases, noise strengths, w_avg, affine biases), so a key that is loaded
-but not used, or used in the wrong place, changes the output. References run NVIDIA's networks with
+but not used, or used in the wrong place, changes the output. Every value the maker invents (weights, inputs,
+recorded draws) is drawn on an int8 grid and stored as one byte (tests/fixture_pack.py): the fixtures stay small,
+and NVIDIA's code saw exactly the stored values; its outputs stay float32. References run NVIDIA's networks with
 force_fp32=True: on CPU our fp16 blocks run in fp32, and NVIDIA's reference ops are used on CPU.
 """
 from __future__ import annotations
@@ -48,6 +50,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+import fixture_pack  # noqa: E402 - tests/fixture_pack.py, shared with the tests
+from fixture_pack import on_grid, pack, pack_state  # noqa: E402
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
 
 G_CASES = {
@@ -95,11 +100,19 @@ def plain(obj):
     return obj
 
 
+def save(obj, path: Path) -> None:
+    """torch.save, atomically (a stopped run leaves the old fixture, not half a new one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
-    """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0."""
+    """Make every tensor matter: nonzero biases/noise strengths, affine biases around 1, w_avg != 0. Every tensor
+    ends on its int8 grid (fixture_pack.on_grid), so the fixture stores NVIDIA's exact weights in a byte each."""
     for name, t in list(net.named_parameters()) + list(net.named_buffers()):
-        if name.endswith("resample_filter"):
+        if name.endswith("resample_filter"):  # NVIDIA's fixed filter, not drawn: stored as float32
             continue
         noise = torch.randn(t.shape, generator=gen)
         if name.endswith("affine.bias"):
@@ -110,6 +123,7 @@ def randomise(net: torch.nn.Module, gen: torch.Generator) -> None:
             t.copy_(0.3 * noise)
         elif name.endswith("torgb.weight"):  # keep images mostly inside [-1, 1] so uint8 rarely saturates
             t.mul_(0.25)
+        t.copy_(on_grid(t))
 
 
 def state_dict_of(net) -> dict[str, torch.Tensor]:
@@ -142,8 +156,10 @@ def make_generator(networks, name: str, kwargs: dict, out: Path, seed: int) -> N
         if name == "g32_skip":
             suffix = "" if clamp is None else f"_clamp{clamp:g}"
             png = out / f"{name}_seed{img_seed:04d}_psi{psi:g}_{noise_mode}{suffix}.png"
-            Image.fromarray(to_uint8(img)[0], "RGB").save(png)
-    torch.save(dict(init_kwargs=plain(G.init_kwargs), state_dict=sd, cases=cases), out / f"{name}.pt")
+            tmp = png.with_name(png.name + ".tmp")
+            Image.fromarray(to_uint8(img)[0], "RGB").save(tmp, format="PNG")
+            os.replace(tmp, png)
+    save(dict(init_kwargs=plain(G.init_kwargs), state_dict=pack_state(sd, grid=True), cases=cases), out / f"{name}.pt")
 
 
 @torch.no_grad()
@@ -152,16 +168,16 @@ def make_discriminator(networks, name: str, kwargs: dict, out: Path, seed: int) 
     D = networks.Discriminator(**kwargs).eval()
     randomise(D, torch.Generator().manual_seed(seed))
     res = kwargs["img_resolution"]
-    img = torch.rand([8, 3, res, res], generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
+    img = on_grid(torch.rand([8, 3, res, res], generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1)
     logits = D(img, None, force_fp32=True)
-    torch.save(dict(init_kwargs=plain(D.init_kwargs), state_dict=state_dict_of(D), img=img, logits=logits.float()),
-               out / f"{name}.pt")
+    save(dict(init_kwargs=plain(D.init_kwargs), state_dict=pack_state(state_dict_of(D), grid=True), img=pack(img),
+              logits=logits.float()), out / f"{name}.pt")
 
 
 @torch.no_grad()
 def make_fp16(networks, out: Path) -> None:
     """NVIDIA's fp16 forward next to its fp32 one for the same weights and inputs (the parity tolerance)."""
-    g, d = torch.load(out / "g32_skip.pt", weights_only=True), torch.load(out / "d32_resnet.pt", weights_only=True)
+    g, d = fixture_pack.load(out / "g32_skip.pt"), fixture_pack.load(out / "d32_resnet.pt")
     G = networks.Generator(**g["init_kwargs"]).eval()
     G.load_state_dict(g["state_dict"])
     D = networks.Discriminator(**d["init_kwargs"]).eval()
@@ -170,8 +186,9 @@ def make_fp16(networks, out: Path) -> None:
     ws = G.mapping(z, None)
     img16, img32 = (G.synthesis(ws, noise_mode="const", force_fp32=f).float() for f in (False, True))
     logits16, logits32 = (D(d["img"], None, force_fp32=f).float() for f in (False, True))
-    torch.save(dict(ws=ws.float(), img_fp16=img16, img_fp32=img32, d_img=d["img"], logits_fp16=logits16,
-                    logits_fp32=logits32), out / "fp16.pt")
+    # D's input is d32_resnet.pt's `img`, not stored twice
+    save(dict(ws=ws.float(), img_fp16=img16, img_fp32=img32, logits_fp16=logits16, logits_fp32=logits32),
+         out / "fp16.pt")
 
 
 # One minibatch of NVIDIA's training loop on a tiny G/D (paper256's skip G / resnet D, fp16 on b8 and b16).
@@ -187,7 +204,8 @@ STEP_PHASES = (("Gmain", "G", 1), ("Greg", "G", STEP_TRAIN["pl_interval"]), ("Dm
 
 class RandomDraws:
     """Records (or replays) every torch.randn / randn_like a phase makes: the synthesis noise and the path-length
-    noise, so another implementation can be fed exactly the same random numbers."""
+    noise, so another implementation can be fed exactly the same random numbers. Recorded draws are rounded to their
+    int8 grid (fixture_pack.on_grid) before NVIDIA's code sees them: the fixture stores a byte per value."""
 
     def __init__(self, replay=None):
         self.draws = [] if replay is None else list(replay)
@@ -201,7 +219,7 @@ class RandomDraws:
                 t = self.draws.pop(0)
                 assert tuple(t.shape) == tuple(shape), (t.shape, shape)
                 return t.clone().to(like_dtype)
-            t = self.saved[0](*shape)
+            t = on_grid(self.saved[0](*shape))
             self.draws.append(t.clone())
             return t.to(like_dtype)
 
@@ -260,7 +278,7 @@ def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, 
             out["draws"][phase] = rd.draws
             key = {"Gmain": "Loss/G/loss", "Greg": "Loss/pl_penalty", "Dmain": "Loss/D/loss",
                    "Dreg": "Loss/r1_penalty"}[phase]
-            out["losses"][phase] = seen[key].clone()
+            out["losses"][phase] = float(seen[key])
     finally:
         loss_mod.training_stats.report = report
     out["pl_mean"] = loss.pl_mean.clone()
@@ -269,6 +287,8 @@ def run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, draws, 
 
 
 def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> None:
+    """The fp16 comparison is statistical and some seeds are chaotic for it (a pre-activation within fp16 rounding of
+    the lrelu kink); seed 300 is not. tests/data/README.md lists the seeds measured."""
     torch.manual_seed(seed)
     G = networks.Generator(**STEP_G)
     D = networks.Discriminator(**STEP_D)
@@ -277,8 +297,8 @@ def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> Non
     randomise(D, gen)
     sd_G, sd_D = state_dict_of(G), state_dict_of(D)
     n = STEP_TRAIN["batch_size"]
-    real = torch.rand([n, 3, 16, 16], generator=gen) * 2 - 1
-    zs = {phase: torch.randn([n, STEP_G["z_dim"]], generator=gen) for phase, _, _ in STEP_PHASES}
+    real = on_grid(torch.rand([n, 3, 16, 16], generator=gen) * 2 - 1)
+    zs = {phase: on_grid(torch.randn([n, STEP_G["z_dim"]], generator=gen)) for phase, _, _ in STEP_PHASES}
     torch.manual_seed(seed + 1)  # the fp32 run records the random draws, the fp16 run replays the same numbers
     runs = {"fp32": run_nvidia_minibatch(networks, loss_mod, misc, sd_G, sd_D, real, zs, None, fp16=False)}
     draws = runs["fp32"].pop("draws")
@@ -291,8 +311,11 @@ def make_train_step(networks, loss_mod, misc, out: Path, seed: int = 300) -> Non
                          / runs["fp32"]["grads"][phase][n].double().norm().clamp_min(1e-30)) for n, g in grads.items()}
         for phase, grads in g16.items()}
     runs["fp16"]["grads"] = {"Dreg": g16["Dreg"]}  # R1 on the reals: the same inputs reach D, so compared directly
-    torch.save(dict(G_kwargs=plain(STEP_G), D_kwargs=plain(STEP_D), train=STEP_TRAIN, G=sd_G, D=sd_D, real=real,
-                    z=zs, draws=draws, **{mode: run for mode, run in runs.items()}), out / "train_step.pt")
+    for run in runs.values():  # NVIDIA's gradients: float32, one flat vector per phase
+        run["grads"] = {phase: pack_state(grads, grid=False) for phase, grads in run["grads"].items()}
+    save(dict(G_kwargs=plain(STEP_G), D_kwargs=plain(STEP_D), train=STEP_TRAIN, G=pack_state(sd_G, grid=True),
+              D=pack_state(sd_D, grid=True), real=pack(real), z={phase: pack(z) for phase, z in zs.items()},
+              draws={phase: [pack(d) for d in ds] for phase, ds in draws.items()}, **runs), out / "train_step.pt")
 
 
 # K consecutive minibatches of NVIDIA's own training loop (training_loop.training_loop, run on the CPU by
@@ -335,12 +358,6 @@ def nvidia_loop_kwargs(t: dict, a: dict, augpipe: dict) -> dict:
                 ada_target=a.get("target"), ada_interval=a.get("interval", 4), ada_kimg=a.get("ada_kimg", 500))
 
 
-def pack_state(sd: dict) -> dict:
-    """A state dict as names, shapes and one flat float32 vector (a fixture of many tiny tensors is mostly overhead)."""
-    return dict(names=list(sd), shapes=[list(t.shape) for t in sd.values()],
-                values=torch.cat([t.detach().float().flatten() for t in sd.values()]))
-
-
 def pack_draws(entries: list, scale: int) -> dict:
     """Draws in order: spec rows [minibatch, phase, kind, shape, low, high] and one flat tensor per kind; normal draws
     as int8 codes k (value k / scale, exact)."""
@@ -360,6 +377,7 @@ def _center_real_logits(D, images, share_real: float) -> None:
     with torch.no_grad():
         logits = D(torch.from_numpy(images).float() / 127.5 - 1, None, force_fp32=True)
         D.b4.out.bias.sub_(logits.flatten().quantile(1 - share_real))
+        D.b4.out.bias.copy_(on_grid(D.b4.out.bias))
 
 
 def make_train_loop(networks, nvidia_dir: str, out: Path, case: str, seed: int = 400) -> None:
@@ -403,13 +421,13 @@ def make_train_loop(networks, nvidia_dir: str, out: Path, case: str, seed: int =
                       and phase == "Dmain"]
             dmain_only.append(sum(s for s, _ in picked) / sum(n for _, n in picked))
         assert dmain_only != [r for _, r, _ in run["adjustments"]], "Dreg's signs change no r_t; choose another seed"
-    after = dict(G=pack_state(run["G"]), D=pack_state(run["D"]), G_ema=pack_state(run["G_ema"]),
-                 pl_mean=run["pl_mean"].clone(), p=run["p"])
-    torch.save(dict(G_kwargs=plain(LOOP_G), D_kwargs=plain(LOOP_D), train=dict(LOOP_TRAIN, betas=list(LOOP_TRAIN["betas"])),
-                    augment=c["augment"], augpipe=c["augpipe"], normal_scale=DrawLog.NORMAL_SCALE,
-                    G=pack_state(start["G"]), D=pack_state(start["D"]), images=torch.from_numpy(images),
-                    real_index=torch.stack(real_index), draws=pack_draws(entries, DrawLog.NORMAL_SCALE), p=ps,
-                    adjustments=[list(a) for a in run["adjustments"]], after=after), out / f"{case}.pt")
+    after = dict(G=pack_state(run["G"], grid=False), D=pack_state(run["D"], grid=False),
+                 G_ema=pack_state(run["G_ema"], grid=False), pl_mean=run["pl_mean"].clone(), p=run["p"])
+    save(dict(G_kwargs=plain(LOOP_G), D_kwargs=plain(LOOP_D), train=dict(LOOP_TRAIN, betas=list(LOOP_TRAIN["betas"])),
+              augment=c["augment"], augpipe=c["augpipe"], normal_scale=DrawLog.NORMAL_SCALE,
+              G=pack_state(start["G"], grid=True), D=pack_state(start["D"], grid=True), images=torch.from_numpy(images),
+              real_index=torch.stack(real_index), draws=pack_draws(entries, DrawLog.NORMAL_SCALE), p=ps,
+              adjustments=[list(a) for a in run["adjustments"]], after=after), out / f"{case}.pt")
 
 
 def manifest(networks) -> dict:
@@ -515,9 +533,7 @@ def make_augment(nvidia_dir: str, out: Path, seed: int = 400) -> None:
     data = dict(source="NVlabs/stylegan2-ada-pytorch training/augment.py AugmentPipe on CPU (reference ops)",
                 inputs="torch.rand(shape, generator=torch.Generator().manual_seed(input_seed)) * 2 - 1",
                 presets=presets, defaults=plain(defaults), cases=cases, grads=grads)
-    tmp = out / "augment.pt.tmp"
-    torch.save(data, tmp)
-    os.replace(tmp, out / "augment.pt")
+    save(data, out / "augment.pt")
 
 
 def main(argv=None) -> int:
@@ -525,8 +541,9 @@ def main(argv=None) -> int:
     ap.add_argument("--nvidia-dir", default=os.environ.get("NVIDIA_SG2ADA_DIR"),
                     help="stylegan2-ada-pytorch checkout (default: $NVIDIA_SG2ADA_DIR)")
     ap.add_argument("--out", default=str(ROOT / "tests" / "data" / "nvidia"))
-    ap.add_argument("--only", choices=["train_step", "augment", "tf_pickle", *LOOP_CASES], action="append",
-                    help="regenerate just this fixture (repeatable)")
+    ap.add_argument("--only", choices=["networks", "train_step", "augment", "tf_pickle", *LOOP_CASES],
+                    action="append", help="regenerate just this fixture (repeatable); networks: the G and D "
+                    "fixtures, their PNGs, fp16.pt and the paper256 manifest")
     args = ap.parse_args(argv)
     if not args.nvidia_dir:
         sys.exit("error: pass --nvidia-dir or set NVIDIA_SG2ADA_DIR to a stylegan2-ada-pytorch checkout")
@@ -550,14 +567,16 @@ def main(argv=None) -> int:
     for case in LOOP_CASES:
         if case in only or (not only and case in DEFAULT_LOOP_CASES):
             make_train_loop(networks, args.nvidia_dir, out, case)
-    if only:
+    if only and "networks" not in only:
         return 0
     for i, (name, kw) in enumerate(G_CASES.items()):
         make_generator(networks, name, kw, out, seed=100 + i)
     for i, (name, kw) in enumerate(D_CASES.items()):
         make_discriminator(networks, name, kw, out, seed=200 + i)
     make_fp16(networks, out)
-    (out / "paper256_manifest.json").write_text(json.dumps(manifest(networks), indent=1) + "\n")
+    tmp = out / "paper256_manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest(networks), indent=1) + "\n")
+    os.replace(tmp, out / "paper256_manifest.json")
     return 0
 
 
