@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 # disk) is honoured, as pip honours it when installing.
 LOCK_CONSTRAINTS ?= $(wildcard /etc/xdg/pip/constraints.txt)
 lock: $(STAMP)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python $(PY) $(addprefix -c ,$(LOCK_CONSTRAINTS)) \
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python $(PY) $(addprefix -c ,$(LOCK_CONSTRAINTS)) \
 		$(if $(UPGRADE),--upgrade) --no-emit-package stylegan-blend --custom-compile-command "make lock" -o $(LOCK)
 
 # One compute thread per test process: tiny tensors gain nothing from more, and spinning OpenMP
