@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -93,11 +93,23 @@ class EpochDiagnostics:
             log_image(key="samples/fixed_z", images=[str(grid_path)], step=module.global_step)
 
     def save_grid(self, path: Path, module) -> Path:
-        import torchvision.utils as vutils
+        """The fixed-z samples as one PNG, int(sqrt(n)) per row, pixels as NVIDIA writes them (`to_uint8`).
 
-        imgs = self._fixed_fakes(module, self.grid_size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.png")
-        vutils.save_image((imgs + 1) / 2, tmp, nrow=int(self.grid_size ** 0.5) or 1)
-        os.replace(tmp, path)
+        Pillow, not torchvision: training must not import torchvision, whose compiled ops exist only for the
+        torch build it was made for (a lab's own torch may lack a matching torchvision)."""
+        from PIL import Image
+
+        from ..checkpoints.network import atomic_write
+        from ..sampling import to_uint8
+
+        imgs = to_uint8(self._fixed_fakes(module, self.grid_size)).cpu().numpy()  # [N, H, W, C]
+        n, h, w, c = imgs.shape
+        cols = int(n ** 0.5) or 1
+        rows = -(-n // cols)
+        grid = np.zeros((rows * h, cols * w, c), np.uint8)  # a short last row leaves black cells
+        for i, img in enumerate(imgs):
+            r, col = divmod(i, cols)
+            grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = img
+        picture = Image.fromarray(grid[..., 0] if c == 1 else grid)
+        atomic_write(path, lambda f: picture.save(f, format="PNG"))
         return path
