@@ -165,15 +165,15 @@ def compare(ours: list[float], nvidia: list[float]) -> dict:
 
 
 def summary_records(runs: list[dict]) -> list[dict]:
-    """Quality (kd, fd): one record each comparing the `ours` and `nvidia` runs; time: mean wall and CPU seconds per
-    run and ours / NVIDIA's ratio (a speed figure, not a parity test). Rounded for the results file."""
+    """Quality (kd, fd) and ADA's final p: one record each comparing the `ours` and `nvidia` runs; time: mean wall and
+    CPU seconds per run and ours / NVIDIA's ratio (a speed figure, not a parity test). Rounded for the results file."""
     by = {impl: [r for r in runs if r["impl"] == impl] for impl in ("ours", "nvidia")}
     if min(len(v) for v in by.values()) < 2:
         return []
     out = [dict(impl="ours_vs_nvidia", metric=metric,
                 **{k: _round(v) for k, v in compare([r[metric] for r in by["ours"]],
                                                     [r[metric] for r in by["nvidia"]]).items()})
-           for metric in ("kd", "fd")]
+           for metric in ("kd", "fd", "ada_p")]
     means = {f"{impl}_{t}_mean": statistics.fmean(r[t] for r in rows) for impl, rows in by.items()
              for t in ("wall_s", "cpu_s")}
     out.append(dict(impl="ours_vs_nvidia", metric="time", **{k: _round(v) for k, v in means.items()},

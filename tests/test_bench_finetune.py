@@ -46,12 +46,13 @@ def test_compare_hand_case(bench):
 
 
 def test_summary_records_pair_impls_by_metric(bench):
-    runs = [dict(impl=impl, seed=s, kd=kd, fd=fd, wall_s=w, cpu_s=c)
+    runs = [dict(impl=impl, seed=s, kd=kd, fd=fd, wall_s=w, cpu_s=c, ada_p=kd / 100)
             for impl, s, kd, fd, w, c in [("ours", 0, 1.0, 10.0, 100.0, 50.0), ("ours", 1, 3.0, 30.0, 120.0, 70.0),
                                           ("nvidia", 0, 2.0, 20.0, 200.0, 100.0), ("nvidia", 1, 6.0, 60.0, 240.0, 140.0)]]
     rows = {r["metric"]: r for r in bench.summary_records(runs)}
     assert (rows["kd"]["ours_mean"], rows["kd"]["nvidia_mean"]) == (2.0, 4.0)
     assert (rows["fd"]["ours_mean"], rows["fd"]["nvidia_mean"]) == (20.0, 40.0)
+    assert (rows["ada_p"]["ours_mean"], rows["ada_p"]["nvidia_mean"]) == (0.02, 0.04)
     assert rows["time"]["cpu_ratio"] == 0.5 and rows["time"]["wall_ratio"] == 0.5
     assert bench.summary_records(runs[:3]) == []  # one NVIDIA run: no spread to compare with
 
