@@ -117,9 +117,10 @@ class DrawLog:
     """Supplies, and records, every torch random draw made while active, so another implementation can be fed the
     same numbers. Normal draws are k/32 with k an int8 (exact in fp32, one byte each in a fixture), uniform draws
     float32, integer draws int64 with their range. Draws are filed under `label` (None: supplied, not kept).
-    Random functions not supplied here raise, so no draw goes unrecorded; the global generator is never used."""
+    Random functions not supplied here raise, so no draw goes unrecorded; the global generator is never used.
+    A subclass with NORMAL_SCALE = None supplies plain float32 normal draws (a run that is measured, not replayed)."""
 
-    NORMAL_SCALE = 32
+    NORMAL_SCALE: int | None = 32
 
     def __init__(self, seed: int):
         self.gen = torch.Generator().manual_seed(seed)
@@ -130,7 +131,9 @@ class DrawLog:
     # the values
     def _supply(self, kind: str, shape, low=None, high=None) -> torch.Tensor:
         shape = tuple(int(s) for s in shape)
-        if kind == "normal":
+        if kind == "normal" and self.NORMAL_SCALE is None:
+            value = self._orig["randn"](shape, generator=self.gen)
+        elif kind == "normal":
             k = (self._orig["randn"](shape, generator=self.gen) * self.NORMAL_SCALE).round().clamp(-127, 127)
             value = k / self.NORMAL_SCALE
         elif kind == "uniform":
@@ -230,11 +233,13 @@ class _TorchOnCpu:
 
 
 def run_training_loop(nvidia_dir: str, run_dir: str, images, G_kwargs: dict, D_kwargs: dict, loop_kwargs: dict,
-                      start: dict, draws: DrawLog, num_minibatches: int) -> dict:
+                      start: dict, draws: DrawLog, num_minibatches: int, random_seed: int = 0,
+                      xflip: bool = False) -> dict:
     """Run NVIDIA's own `training_loop.training_loop()` for `num_minibatches` minibatches on the CPU and report what it
     did. `images` is a uint8 NCHW array (the training set), `start` the NVIDIA modules G, D, G_ema it resumes from
     (its --resume path: `resume_pkl`), `loop_kwargs` the loop's other arguments (batch size, optimizers, loss, EMA,
-    augmentation, ADA). CPU shims, none of which changes the training arithmetic: torch.device('cuda') is the CPU,
+    augmentation, ADA), `random_seed` the seed of its data order (InfiniteSampler) and `xflip` its --mirror.
+    CPU shims, none of which changes the training arithmetic: torch.device('cuda') is the CPU,
     CUDA events / memory stats / pin_memory do nothing, torch.utils.data.Sampler takes NVIDIA's InfiniteSampler's
     argument again (torch 2 dropped it), psutil may be a stub, and `misc.print_module_summary` is a
     no-op: it only prints a table, but it runs G in training mode on `torch.empty` (uninitialised) latents, which
@@ -313,13 +318,14 @@ def run_training_loop(nvidia_dir: str, run_dir: str, images, G_kwargs: dict, D_k
 
     training_stats._counters.clear()
     training_stats._cumulative.clear()
-    kwargs = dict(loop_kwargs, run_dir=str(run_dir), resume_pkl=str(resume), metrics=[], random_seed=0, num_gpus=1,
-                  rank=0, training_set_kwargs=dict(class_name="_nvidia_loop_data.ArrayDataset", images=images),
+    kwargs = dict(loop_kwargs, run_dir=str(run_dir), resume_pkl=str(resume), metrics=[], random_seed=random_seed,
+                  num_gpus=1, rank=0,
+                  training_set_kwargs=dict(class_name="_nvidia_loop_data.ArrayDataset", images=images, xflip=xflip),
                   data_loader_kwargs={}, G_kwargs=dict(G_kwargs, class_name="training.networks.Generator"),
                   D_kwargs=dict(D_kwargs, class_name="training.networks.Discriminator"),
                   total_kimg=(num_minibatches * loop_kwargs["batch_size"] - 0.5) / 1000, image_snapshot_ticks=None,
                   network_snapshot_ticks=1)
-    torch.manual_seed(0)
+    torch.manual_seed(random_seed)  # what the loop seeds the global generator with: DrawLog must leave it there
     global_rng = torch.get_rng_state()
     try:
         training_loop.torch = _TorchOnCpu()
@@ -347,7 +353,7 @@ def run_training_loop(nvidia_dir: str, run_dir: str, images, G_kwargs: dict, D_k
     assert len(minibatches) == num_minibatches, (len(minibatches), num_minibatches)
     for b, mb in enumerate(minibatches):
         mb["draws"] = {phase: draws.log.get((b, phase), []) for phase in ("Gmain", "Greg", "Dmain", "Dreg")}
-    with open(run_dir / "network-snapshot-000000.pkl", "rb") as f:
+    with open(final_snapshot(run_dir), "rb") as f:
         final = legacy.load_network_pkl(f)
     G, D = made["training.networks.Generator"], made["training.networks.Discriminator"]
     pipe = made.get(augment_class)
@@ -356,3 +362,12 @@ def run_training_loop(nvidia_dir: str, run_dir: str, images, G_kwargs: dict, D_k
                 G={k: v.detach().clone() for k, v in G.state_dict().items()},
                 D={k: v.detach().clone() for k, v in D.state_dict().items()},
                 G_ema={k: v.detach().clone() for k, v in final["G_ema"].state_dict().items()})
+
+
+def final_snapshot(run_dir) -> Path:
+    """The loop's last network pickle: it snapshots after the first minibatch and then every 4 kimg, naming each file by
+    the whole kimg done, so the newest name is the end of the run."""
+    snapshots = sorted(Path(run_dir).glob("network-snapshot-*.pkl"))
+    if not snapshots:
+        raise FileNotFoundError(f"{run_dir}: NVIDIA's loop wrote no network-snapshot-*.pkl")
+    return snapshots[-1]
