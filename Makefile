@@ -43,10 +43,10 @@ test-min:
 	python3 tools/check_lowest_deps.py $(if $(TORCH_MIN),--torch '$(TORCH_MIN)') $(if $(filter undefined,$(origin MIN_TESTS)),,--tests '$(MIN_TESTS)')
 
 demo: $(STAMP)
-	$(PY) -m stylegan_blend.demo $(if $(FRESH),--fresh)
+	$(PY) experiments/demo/demo.py $(if $(FRESH),--fresh)
 
 demo-base: $(STAMP)
-	$(PY) -m stylegan_blend.demo --build-base
+	$(PY) experiments/demo/demo.py --build-base
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -14,7 +14,7 @@ import torch
 
 from stylegan_blend.blending import blend_generators, blend_state_dicts, direction_pair, swap_alpha
 from stylegan_blend.checkpoints import load_network, save_network
-from stylegan_blend.cli import main
+from stylegan_blend.app.cli import main
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Generator
 

@@ -301,7 +301,7 @@ def nets(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    from stylegan_blend.cli import main
+    from stylegan_blend.app.cli import main
     code = main([str(a) for a in argv])
     return code, capsys.readouterr()
 
@@ -349,7 +349,7 @@ def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
 def test_stylize_prints_identity_to_the_input(nets, tmp_path, capsys):
     """32 px -> the proxy: each render's (1 - Pearson r of 16x16 RGB thumbnails) / 2 to the input crop, and that
     over the base model's mean distance between seeds 0-99, recomputed here with NumPy."""
-    from stylegan_blend.sampling import generate_images
+    from stylegan_blend.networks.sampling import generate_images
 
     w = torch.randn(nets["base"].num_ws, nets["base"].w_dim)
     save_w(tmp_path / "w.npz", w)

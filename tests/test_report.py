@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylegan_blend.cli import main
+from stylegan_blend.app.cli import main
 from stylegan_blend.errors import UserError
-from stylegan_blend.reporting import best_cells, build_report
-from stylegan_blend.reporting.rundir import METRICS_COLUMNS
+from stylegan_blend.reporting.report import build_report
+from stylegan_blend.reporting.scores import best_cells
+from stylegan_blend.run.tables import METRICS_REQUIRED as METRICS_COLUMNS
 
 EPOCHS = {2: 4.0, 4: 8.0, 6: 12.0}  # epoch -> kimg
 # kid per (epoch, cell). Hand-picked so that per-epoch winners differ and `none` (a reference) is lowest.
@@ -337,7 +338,7 @@ def test_comparison_sheets_per_checkpoint_and_best_cells(tmp_path):
 
 def test_run_labels_are_the_swept_keys_and_best_of_all_runs_is_marked(tmp_path):
     from stylegan_blend.reporting.report import run_labels
-    from stylegan_blend.reporting.rundir import load_run
+    from stylegan_blend.run.reader import load_run
 
     # both runs have identity scores; b's style distances are a's halved, so its knee pick (the same cell,
     # e4·s32) dominates a's and the rule prefers it

@@ -18,7 +18,7 @@ TINY = [*TINY_MODEL, "logger=none", "augment=none",
 
 def _train(cwd: Path, *args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "stylegan_blend.train", *TINY, *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", *TINY, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import fixture_pack
 from stylegan_blend.errors import UserError
-from stylegan_blend.evaluate_run import checkpoint_key, outside_main
+from stylegan_blend.app.evaluate import checkpoint_key, outside_main
 from test_checkpoints import write_nvidia_style_pickle
 
 DATA = Path(__file__).parent / "data" / "nvidia"

@@ -57,7 +57,7 @@ def test_resume_continues_the_same_wandb_run(tmp_path, dataset):  # noqa: F811
 
 def test_environment_wandb_mode_wins_over_the_config(tmp_path, dataset, monkeypatch):  # noqa: F811
     """Seen 7: WANDB_MODE in the environment had no effect (the config's mode won)."""
-    from stylegan_blend.tracking import wandb_mode
+    from stylegan_blend.app.tracking import wandb_mode
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode("offline") == "disabled"

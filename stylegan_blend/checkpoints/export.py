@@ -24,7 +24,8 @@ import torch
 
 from ..errors import UserError
 from ..networks import Discriminator, Generator
-from .network import Network, atomic_write
+from ..run.files import atomic_write
+from .network import Network
 
 NVIDIA_MODULE = "training.networks"
 

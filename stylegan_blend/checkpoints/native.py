@@ -7,7 +7,8 @@ import torch
 
 from ..errors import UserError
 from ..networks import Discriminator, Generator
-from .network import Network, atomic_write, build, plain
+from ..run.files import atomic_write
+from .network import Network, build, plain
 
 FORMAT_TAG = "stylegan_blend.network"
 VERSION = 1

@@ -46,7 +46,7 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
 
 def _image_chunks(G, num_gen: int, seeds_start: int, batch_size: int, chunk: int, truncation_psi: float,
                   noise_mode: str, device):
-    from ..sampling import generate_images
+    from ..networks.sampling import generate_images
 
     if num_gen < 2:
         raise UserError(f"num_gen {num_gen}: expected at least 2 generated images")
