@@ -104,8 +104,8 @@ def bench_cell(ref_feats, reps: int, num_gen: int) -> list[dict]:
     import torch
 
     from stylegan_blend.blending import blend_generators, direction_pair
-    from stylegan_blend.evaluation.blend_scorer import BlendScorer
     from stylegan_blend.evaluation import evaluate_generator, make_extractor, score
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer
     from stylegan_blend.networks import Generator
     from stylegan_blend.networks.sampling import generate_images
 

@@ -1,4 +1,5 @@
 """The notebook API: four calls over the domain packages, with no Hydra config or command line to compose."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -30,16 +31,28 @@ def _generator(net: NetworkLike, device: str) -> Generator:
     return (net if isinstance(net, Network) else _load_network(net, device=device)).G_ema
 
 
-def blend(low: NetworkLike, high: NetworkLike, swap_res: int, width: float = BlendConfig.width,
-          mapping: str = BlendConfig.mapping, device: str = "cpu") -> Generator:
+def blend(
+    low: NetworkLike,
+    high: NetworkLike,
+    swap_res: int,
+    width: float = BlendConfig.width,
+    mapping: str = BlendConfig.mapping,
+    device: str = "cpu",
+) -> Generator:
     """A new Generator with `low`'s synthesis blocks up to `swap_res` px and `high`'s above them (a sigmoid ramp
     over log2(resolution) when `width` > 0), and the mapping network of `mapping` ("low" or "high"). The seed study
     keeps the real-face model low and the fine-tuned one high. Networks: files, loaded Networks or Generators."""
     return blend_generators(_generator(low, device), _generator(high, device), swap_res, width, mapping)
 
 
-def score_run(run_dir: str | Path, blend: dict | None = None, metrics: dict | None = None, rescore: bool = False,
-              device: str = "cpu", progress: Callable[[str], None] | None = None) -> list[dict]:
+def score_run(
+    run_dir: str | Path,
+    blend: dict | None = None,
+    metrics: dict | None = None,
+    rescore: bool = False,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Score a finished run's exported networks as its training did, with `blend` / `metrics` settings overriding
     the run's own (e.g. `blend={"swap_res": [8, 16, 32]}`): every missing cell gets its style and identity rows in
     metrics.csv, its samples and per-seed scores, and selection.json is made again. Returns the rows added."""

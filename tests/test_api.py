@@ -1,4 +1,5 @@
 """The README's Python API example, run as written on a small run folder (one exported epoch, 32 px)."""
+
 from __future__ import annotations
 
 import json
@@ -7,17 +8,23 @@ from pathlib import Path
 
 import torch
 import yaml
-
 from test_evaluation import flat_blobs, write_pngs
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY32 = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=1),
-              synthesis_kwargs=dict(channel_base=128, channel_max=16))
+TINY32 = dict(
+    z_dim=16,
+    c_dim=0,
+    w_dim=16,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs=dict(num_layers=1),
+    synthesis_kwargs=dict(channel_base=128, channel_max=16),
+)
 
 
 def readme_example() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Python API"):]
+    section = text[text.index("## Python API") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -34,10 +41,12 @@ def small_run(tmp_path: Path) -> tuple[Path, Path, dict]:
     save_network(run / "networks" / "epoch=0003.pt", tuned, meta={"epoch": 3, "kimg": 1.5})
     write_pngs(tmp_path / "raw", flat_blobs(20, 0))
     prepare_images(tmp_path / "raw", tmp_path / "data", resolution=32, val_fraction=0.0)
-    config = {"data": {"path": str(tmp_path / "data"), "resolution": 32},
-              "blend": {"base": str(base_file), "swap_res": [8]},
-              "metrics": {"num_gen": 8, "batch_size": 8, "identity_num": 8},
-              "paths": {"cache_dir": str(tmp_path / "cache")}}
+    config = {
+        "data": {"path": str(tmp_path / "data"), "resolution": 32},
+        "blend": {"base": str(base_file), "swap_res": [8]},
+        "metrics": {"num_gen": 8, "batch_size": 8, "identity_num": 8},
+        "paths": {"cache_dir": str(tmp_path / "cache")},
+    }
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     return base_file, run, {"base": base.state_dict(), "tuned": tuned.state_dict()}

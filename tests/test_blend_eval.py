@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from test_training import TINY_D, TINY_G, LossRecorder, _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 PROXY = ("fd_randcnn", "kd_randcnn")
@@ -134,11 +133,11 @@ def test_callback_leaves_training_untouched(blend_run):
 
 def test_blend_cells_match_an_independent_rescore(blend_run):
     """Re-score one cell from the exported network by hand: blend + generate + features + FD."""
+    import yaml
+
     from stylegan_blend.blending import blend_generators
     from stylegan_blend.checkpoints import load_network
     from stylegan_blend.evaluation import evaluate_generator, make_extractor, reference_features
-
-    import yaml
 
     run, _, _ = blend_run
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
@@ -161,7 +160,7 @@ def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, caps
     run, _, _ = blend_run
     # Hydra itself saves the config unresolved: make the saved one look like that
     cfg_file = run / ".hydra" / "config.yaml"
-    cfg_file.write_text(cfg_file.read_text().replace("resolution: 16\n  batch_size", "resolution: ${model.resolution}\n  batch_size", 1))
+    cfg_file.write_text(cfg_file.read_text().replace("resolution: 16\n  mirror", "resolution: ${model.resolution}\n  mirror", 1))
     assert "${model.resolution}" in cfg_file.read_text()
     before = _rows(run / "metrics.csv")
     overrides = OmegaConf.create({"blend": {"swap_res": [8, 4]}, "metrics": {}})
@@ -194,8 +193,8 @@ def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_don
 
     from omegaconf import OmegaConf
 
-    from stylegan_blend.errors import UserError
     from stylegan_blend.app.evaluate import evaluate_run
+    from stylegan_blend.errors import UserError
 
     run = tmp_path / "run"
     shutil.copytree(blend_run[0], run)
@@ -350,9 +349,9 @@ def test_style_is_scored_against_the_val_split_when_it_is_large_enough(tmp_path,
 
     from test_evaluation import flat_blobs, write_pngs
 
-    from stylegan_blend.evaluation.blend_scorer import BlendScorer, style_gaps
     from stylegan_blend.checkpoints import load_network
     from stylegan_blend.evaluation import make_extractor, reference_features, score
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer, style_gaps
     from stylegan_blend.reporting.report import load_sections, style_gap_series
 
     data = tmp_path / "data"

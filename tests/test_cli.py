@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tiny_nets import tiny_nets
+
+from stylegan_blend.app.cli import main
 from stylegan_blend.checkpoints import load_network, save_network
 from stylegan_blend.checkpoints.rosinality import nvidia_to_rosinality_D, nvidia_to_rosinality_G
-from stylegan_blend.app.cli import main
-
 
 
 @pytest.fixture(scope="module")

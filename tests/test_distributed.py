@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_blend_eval import base  # noqa: F401 - tiny base network fixture
 from test_training import TINY_MODEL, _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
 
@@ -39,9 +38,9 @@ def _slurm_tasks(cmd: list[str], ntasks: int = 2, timeout: int = 240, job_id: st
         env = dict(os.environ, SLURM_NTASKS=str(ntasks), SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_NNODES="1",
                    SLURM_NODEID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODELIST="localhost",
                    SLURM_JOB_ID=job_id, SLURM_JOB_NAME="stylegan-blend", MASTER_PORT=str(_free_port() if rank == 0
-                                                                                          else port),
+                                                                                          else port),  # noqa: F821
                    PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)]), **extra_env)
-        port = int(env["MASTER_PORT"])
+        port = int(env["MASTER_PORT"])  # noqa: F841 - the next rank's master port
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out = []
     try:
@@ -127,9 +126,9 @@ def test_blend_scores_split_over_ranks_equal_one_process(slurm_run, tmp_path):
     """The 2-rank metrics.csv against the same checkpoint scored by one process."""
     from omegaconf import OmegaConf
 
-    from stylegan_blend.evaluation.blend_scorer import BlendScorer
-    from stylegan_blend.checkpoints import load_network
     from stylegan_blend.app.train import CONF_DIR  # noqa: F401 - registers the config's resolvers
+    from stylegan_blend.checkpoints import load_network
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer
 
     out, _ = slurm_run
     cfg = OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)

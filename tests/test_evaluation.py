@@ -15,12 +15,21 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from stylegan_blend.checkpoints import save_network
 from stylegan_blend.app.cli import main
+from stylegan_blend.checkpoints import save_network
 from stylegan_blend.errors import UserError
-from stylegan_blend.evaluation import (INCEPTION_ENV, INCEPTION_FILE, RandCNNExtractor, evaluate_generator,
-                                       frechet_distance, kernel_distance, list_images, make_extractor,
-                                       reference_features, score)
+from stylegan_blend.evaluation import (
+    INCEPTION_ENV,
+    INCEPTION_FILE,
+    RandCNNExtractor,
+    evaluate_generator,
+    frechet_distance,
+    kernel_distance,
+    list_images,
+    make_extractor,
+    reference_features,
+    score,
+)
 from stylegan_blend.evaluation import distances as distances_mod
 from stylegan_blend.evaluation import extractors as extractors_mod
 from stylegan_blend.networks import Generator

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_training import TINY_D, TINY_G, dataset  # noqa: F401  (fixture)
 
 EPOCHS = 8  # room for three attempts of up to two epochs each, whatever the kill points

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tiny_nets import TINY_G, randomized
 
 from stylegan_blend.app.cli import main
-from tiny_nets import TINY_G, randomized
 
 DATA = Path(__file__).parent / "data" / "dlib"
 

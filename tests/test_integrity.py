@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_training import TINY_D, TINY_G, TINY_OVERRIDES, _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 from stylegan_blend.app.cli import main
 from stylegan_blend.errors import UserError, report_failure
-from test_training import TINY_D, TINY_G, TINY_OVERRIDES, _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

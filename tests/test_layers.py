@@ -1,5 +1,6 @@
 """The package's import graph read from the source (AST, every import, also those inside functions): no cycle, and
 no import from a layer to a later one; the order is the `Layers:` line of stylegan_blend/__init__.py's docstring."""
+
 from __future__ import annotations
 
 import ast
@@ -33,7 +34,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "stylegan_blend"}
         elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")[:len(package.split(".")) - node.level + 1] if node.level else []
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
             target = ".".join(base + ([node.module] if node.module else []))
             if target.split(".")[0] != "stylegan_blend":
                 continue
@@ -56,9 +57,12 @@ def test_every_package_and_module_has_a_layer():
 
 def test_no_import_from_a_layer_to_a_later_one():
     order, known = layer_order(), modules()
-    upward = sorted(f"{name} ({layer(name, order)}) imports {dep} ({layer(dep, order)})"
-                    for name, path in known.items() for dep in imports(name, path, known)
-                    if order[layer(dep, order)] > order[layer(name, order)])
+    upward = sorted(
+        f"{name} ({layer(name, order)}) imports {dep} ({layer(dep, order)})"
+        for name, path in known.items()
+        for dep in imports(name, path, known)
+        if order[layer(dep, order)] > order[layer(name, order)]
+    )
     assert upward == []
 
 
@@ -72,7 +76,7 @@ def test_import_graph_has_no_cycle():
         stack.append(node)
         for dep in sorted(graph[node]):
             if state.get(dep) == "grey":
-                cycles.append(stack[stack.index(dep):] + [dep])
+                cycles.append(stack[stack.index(dep) :] + [dep])
             elif dep not in state:
                 visit(dep)
         stack.pop()
@@ -88,6 +92,8 @@ def test_the_checker_sees_upward_arrows_and_cycles(tmp_path):
     """The walk itself, on a hand-made package: a relative import inside a function still counts."""
     (tmp_path / "stylegan_blend" / "low").mkdir(parents=True)
     (tmp_path / "stylegan_blend" / "low" / "__init__.py").write_text("def f():\n    from ..high import x\n")
-    known = {"stylegan_blend.low": tmp_path / "stylegan_blend" / "low" / "__init__.py",
-             "stylegan_blend.high": tmp_path / "stylegan_blend" / "high.py"}
+    known = {
+        "stylegan_blend.low": tmp_path / "stylegan_blend" / "low" / "__init__.py",
+        "stylegan_blend.high": tmp_path / "stylegan_blend" / "high.py",
+    }
     assert imports("stylegan_blend.low", known["stylegan_blend.low"], known) == {"stylegan_blend.high"}

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_training import TINY_MODEL
 
 
@@ -163,8 +162,8 @@ def test_swap_presets_scale_with_the_model(data, base_file, res, grid, want):
 
 
 def test_swap_points_are_the_blocks_below_the_output():
-    from stylegan_blend.networks import Generator
     from stylegan_blend.blending.swap import swap_points
+    from stylegan_blend.networks import Generator
 
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=1),
                   synthesis_kwargs=dict(channel_base=64, channel_max=8))

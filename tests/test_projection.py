@@ -13,9 +13,18 @@ from PIL import Image, ImageDraw
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Discriminator, Generator
 from stylegan_blend.projection.align import align_face, alignment_quad, center_crop
-from stylegan_blend.projection.project import (PyramidLoss, load_lpips, load_w, lr_schedule,
-                                               noise_regularisation, project, render, save_w, target_to_tensor,
-                                               w_statistics)
+from stylegan_blend.projection.project import (
+    PyramidLoss,
+    load_lpips,
+    load_w,
+    lr_schedule,
+    noise_regularisation,
+    project,
+    render,
+    save_w,
+    target_to_tensor,
+    w_statistics,
+)
 
 TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
               synthesis_kwargs=dict(channel_base=256, channel_max=32))

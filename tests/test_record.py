@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-
 from test_training import _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -215,9 +215,7 @@ def test_report_selection_by_rule(tmp_path, capsys, monkeypatch):
     """Overall front (by hand): e6·s64, e4·s32, e6·s16, e4·s16, e2·s16. Scaled to [0, 1] over the run
     (kid 0.11..0.30, identity 0.10..0.60) they sit at (0, 1), (.053, .4), (.474, .3), (.579, .1), (1, 0);
     the farthest from x + y = 1 is e4·s32 (1 − 0.453), the knee. The one-sided kid minimum is e6·s64."""
-    from stylegan_blend.reporting import sheet
-
-    from stylegan_blend.reporting import figures
+    from stylegan_blend.reporting import figures, sheet
 
     drawn, row_labels, heatmaps = [], [], []  # the title and row labels of every sheet; the heatmaps' axes
     real, real_heatmap = sheet.comparison_sheet, figures.heatmap
@@ -310,7 +308,6 @@ def _n_rows(path) -> int:
 
 
 def test_comparison_sheets_per_checkpoint_and_best_cells(tmp_path):
-    from stylegan_blend.reporting.sheet import sheet_layout
 
     run = make_run(tmp_path)
     build_report([run])

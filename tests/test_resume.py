@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from test_training import TINY_MODEL, dataset  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,6 @@ Read back from the offline run files W&B writes (tests/wandb_records.py), not fr
 from __future__ import annotations
 
 import pytest
-
 from test_training import _cfg, _fit, dataset  # noqa: F401  (fixture)
 from wandb_records import offline_runs
 

@@ -4,6 +4,7 @@ typed schemas of the groups whose defaults live in code (`<group>/base`: conf/<g
 `register_config()` runs when an entry point module is imported (`app.train`, `app.evaluate`): also in a submitit
 or spawned worker, which imports that module to unpickle its job and then resolves the job's config.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,13 @@ RESOLVERS = {
 
 
 # group -> the dataclass holding its settings and their defaults (conf/<group>/<option>.yaml: `defaults: [base]`)
-SCHEMAS = {"train": TrainConfig, "augment": AugmentConfig, "blend": BlendConfig, "metrics": MetricsConfig,
-           "selection": SelectionConfig}
+SCHEMAS = {
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+    "blend": BlendConfig,
+    "metrics": MetricsConfig,
+    "selection": SelectionConfig,
+}
 
 
 def register_config() -> None:

@@ -29,10 +29,10 @@ from ..training.callbacks.requeue import SlurmRequeue
 from ..training.module import StyleGAN2Module, TrainingDiverged, check_resume_checkpoint
 from ..training.precision import check_precision
 from . import tracking
-from .tracking import is_multirun
 from .config import CONF_DIR, register_config, slurm_or
 from .hydra_hooks import choice_text
 from .preflight import preflight
+from .tracking import is_multirun
 
 register_config()
 

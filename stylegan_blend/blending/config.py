@@ -1,4 +1,5 @@
 """The `blend:` settings and their defaults, stated once (Hydra's schema for the group, registered by app.config)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 @dataclass
 class BlendConfig:
     """The blends built and scored at every checkpoint: the base (real-face) model × the current G_ema."""
+
     base: str | None = "${model.init_from}"  # the base network; by default the one the run fine-tunes from
     swap_res: list[int] = field(default_factory=lambda: [16, 32, 64])  # or ${swap_res:${model.resolution},3,4}
     directions: list[str] = field(default_factory=lambda: ["low_base"])  # low_tuned: the reverse ("toonify")

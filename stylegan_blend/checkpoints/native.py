@@ -1,7 +1,7 @@
 """Our network file: torch.save of plain containers only, so `torch.load(weights_only=True)` reads it."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

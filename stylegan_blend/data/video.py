@@ -18,8 +18,17 @@ from rich.progress import track
 
 from ..errors import UserError
 from ..run.files import file_sha256
-from .folder import (Entry, PrepareReport, check_resolution, check_val_fraction, finish, read_manifest,
-                     reusable_entries, save_png, square_resize)
+from .folder import (
+    Entry,
+    PrepareReport,
+    check_resolution,
+    check_val_fraction,
+    finish,
+    read_manifest,
+    reusable_entries,
+    save_png,
+    square_resize,
+)
 from .prepare import check_folders, source_files
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")

@@ -1,10 +1,25 @@
 """FID/KID with clean-fid's Inception pipeline or an offline proxy extractor, cached reference features;
 identity losses paired by seed against the base model."""
 from .distances import feature_stats, frechet_distance, kernel_distance
-from .extractors import (EXTRACTORS, INCEPTION_ENV, INCEPTION_FILE, FeatureExtractor, InceptionExtractor,
-                         RandCNNExtractor, find_inception, make_extractor)
-from .identity import (IDENTITY_EXTRACTORS, IdentityExtractor, auto_identity, identity_baseline, identity_scores,
-                       make_identity, retrieval_rate)
+from .extractors import (
+                         EXTRACTORS,
+                         INCEPTION_ENV,
+                         INCEPTION_FILE,
+                         FeatureExtractor,
+                         InceptionExtractor,
+                         RandCNNExtractor,
+                         find_inception,
+                         make_extractor,
+)
+from .identity import (
+                         IDENTITY_EXTRACTORS,
+                         IdentityExtractor,
+                         auto_identity,
+                         identity_baseline,
+                         identity_scores,
+                         make_identity,
+                         retrieval_rate,
+)
 from .reference import CACHE_ENV, default_cache_dir, list_images, reference_features
 from .scoring import evaluate_generator, generated_features, score
 

@@ -2,6 +2,7 @@
 
 The defaults are the offline proxy (`metrics=proxy`); `metrics=fid` switches to clean-fid's Inception weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 @dataclass
 class MetricsConfig:
     """How every blend cell is scored: style against the target set, identity paired with the base model."""
+
     extractor: str = "randcnn"  # inception (real FID/KID) or randcnn: fd_/kd_ proxies, not comparable with FID
     num_gen: int = 200  # generated images per cell (seeds 0 ... n-1)
     inception_path: str | None = None  # inception-2015-12-05.pt (also $STYLEGAN_BLEND_INCEPTION)

@@ -27,6 +27,7 @@ from ..run.files import write_bytes_atomic
 from ..run.layout import cell_scores_path, reference_scores_path
 from .distances import feature_stats, frechet_resampled, kernel_moments, kid_resampled
 
+
 def fingerprint(features: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(features, np.float64).tobytes()).hexdigest()[:16]
 

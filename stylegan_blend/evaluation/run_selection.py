@@ -1,5 +1,6 @@
 """The selection of a scored run folder: its metrics.csv rows, its saved rule, and the per-seed scores behind the
 bootstrap (which is why this lives with evaluation: resampling a style distance needs the distances' maths)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ from ..selection.run import Selection, select_rows, selection_options, write_sel
 from .per_seed import RunSeedData
 
 
-def run_selection(run_dir: str | Path, selection=None, rows: list[MetricRow] | None = None,
-                  write: bool = False) -> Selection | None:
+def run_selection(
+    run_dir: str | Path, selection=None, rows: list[MetricRow] | None = None, write: bool = False
+) -> Selection | None:
     """The run's selection with its bootstrap, under `selection` (a `selection:` config node, a rule string;
     default the run's own saved config, else the default rule); None when the run has no metrics.csv or no
     identity scores. `write`: also write <run>/selection.json (atomically), what every run leaves behind."""

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..run.files import atomic_write
 from ..networks.sampling import to_uint8
+from ..run.files import atomic_write
 
 LPIPS_ENV = "STYLEGAN_BLEND_LPIPS"
 

@@ -21,7 +21,6 @@ from PIL import Image
 from ..errors import UserError
 from ..reporting.sheet import comparison_sheet, save_sheet
 from ..run.files import atomic_write
-
 from .align import align_face, center_crop, detect_faces
 from .project import project, render, save_w
 

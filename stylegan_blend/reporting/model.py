@@ -1,4 +1,5 @@
 """The report's data model: one run, fully resolved for the page, the sheets and the CLI summary."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ class CellImage:
 @dataclass
 class RunSection:
     """One run, fully resolved for the page."""
+
     slug: str
     run: Run
     metric: str

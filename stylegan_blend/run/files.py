@@ -1,4 +1,5 @@
 """Files written so that nobody (a reader, a resumed run, a crash) ever sees half of one, and named by their hash."""
+
 from __future__ import annotations
 
 import hashlib

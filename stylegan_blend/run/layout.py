@@ -1,4 +1,5 @@
 """Where everything in a run folder lives: each name spelled once, here."""
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@
   metrics and diagnostics rows, logger rows, samples) and any temp file is removed before training goes on,
   so the redone epochs write their rows once and every row describes the file on disk.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,18 @@ from pathlib import Path
 
 from ..errors import UserError
 from .files import TEMP_SUFFIX, write_text_atomic
-from .layout import (BLEND_SAMPLES_DIR, CHECKPOINTS_DIR, CONFIG_DIR, DIAGNOSTICS_FILE, EPOCH_FILE, LAST_CHECKPOINT,
-                     LOGGER_METRICS_FILE, METRICS_FILE, NETWORKS_DIR, SAMPLES_DIR)
+from .layout import (
+    BLEND_SAMPLES_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_DIR,
+    DIAGNOSTICS_FILE,
+    EPOCH_FILE,
+    LAST_CHECKPOINT,
+    LOGGER_METRICS_FILE,
+    METRICS_FILE,
+    NETWORKS_DIR,
+    SAMPLES_DIR,
+)
 
 # Entries Hydra writes before our code runs; anything else means the folder holds (part of) a run.
 HYDRA_ENTRIES = (CONFIG_DIR, ".eval")
@@ -48,8 +59,10 @@ def claim_run_folder(run_dir: Path, resuming: bool, overwrite: bool, ckpt: str |
         return f"resuming the run in {run_dir}" + (f" from {ckpt}" if ckpt else " from its start (no checkpoint yet)")
     listed = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
     if not overwrite:
-        raise UserError(f"{run_dir} already holds a run ({listed}); resume it with ckpt_path=last, or start "
-                        f"over with overwrite=true (moves the old run aside)")
+        raise UserError(
+            f"{run_dir} already holds a run ({listed}); resume it with ckpt_path=last, or start "
+            f"over with overwrite=true (moves the old run aside)"
+        )
     aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while aside.exists():
@@ -90,8 +103,11 @@ def _int(value, default: int) -> int:
 
 def newest_epoch(run_dir: Path) -> int:
     """The highest epoch with a checkpoint in the folder (0 if none)."""
-    found = [int(m.group(1)) for p in (Path(run_dir) / CHECKPOINTS_DIR).glob("epoch=*.ckpt")
-             if (m := EPOCH_FILE.search(p.name))]
+    found = [
+        int(m.group(1))
+        for p in (Path(run_dir) / CHECKPOINTS_DIR).glob("epoch=*.ckpt")
+        if (m := EPOCH_FILE.search(p.name))
+    ]
     return max(found, default=0)
 
 

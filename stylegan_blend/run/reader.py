@@ -3,6 +3,7 @@
 Everything the report and the selection show is derived from these files, so a run can be re-reported at any
 time, on any machine, without W&B.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ..errors import UserError
-from .layout import (BLEND_SAMPLES_DIR, CONFIG_FILE, DIAGNOSTICS_FILE, METRICS_FILE, OVERRIDES_FILE, REPORT_DIR,
-                     STYLE_REFERENCE_FILE, network_path)
+from .layout import (
+    BLEND_SAMPLES_DIR,
+    CONFIG_FILE,
+    DIAGNOSTICS_FILE,
+    METRICS_FILE,
+    OVERRIDES_FILE,
+    REPORT_DIR,
+    STYLE_REFERENCE_FILE,
+    network_path,
+)
 from .tables import METRICS_REQUIRED, DiagnosticRow, MetricRow, read_diagnostics, read_metrics
 
 STYLIZED_DIR = "stylized"  # `stylegan-blend stylize` outputs shown by the report (in the run or its report/)
@@ -24,6 +33,7 @@ _EPOCH_DIR = re.compile(r"^epoch=(\d+)$")
 @dataclass
 class Run:
     """Everything the report needs from one run directory."""
+
     path: Path
     metrics: list[MetricRow]
     diagnostics: list[DiagnosticRow] | None  # None: the run has no diagnostics.csv
@@ -140,8 +150,10 @@ def _read_config(run_dir: Path) -> tuple[str | None, dict[str, object], str, lis
             note = f"could not read {config_path}: {exc}".splitlines()[0]
     if base is None and not note:
         where = f"blend.base is not set in {config_path}" if config_path.is_file() else f"no {config_path}"
-        note = (f"{where}: replace <BASE> with the base network the run was fine-tuned from "
-                f"(set blend.base in the training config for future runs)")
+        note = (
+            f"{where}: replace <BASE> with the base network the run was fine-tuned from "
+            f"(set blend.base in the training config for future runs)"
+        )
     overrides_path = run_dir / OVERRIDES_FILE
     if overrides_path.is_file():
         try:
@@ -155,20 +167,29 @@ def load_run(run_dir: str | Path) -> Run:
     """Read a run directory; UserError if it or its metrics.csv is missing or malformed."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: run directory not found; expected outputs/<experiment>/<run>/ "
-                        f"containing {METRICS_FILE}")
+        raise UserError(
+            f"{run_dir}: run directory not found; expected outputs/<experiment>/<run>/ containing {METRICS_FILE}"
+        )
     metrics_path = run_dir / METRICS_FILE
     if not metrics_path.is_file():
-        raise UserError(f"{metrics_path}: not found; expected a CSV with columns {','.join(METRICS_REQUIRED)} "
-                        f"(written by the blend callback at every checkpoint)")
+        raise UserError(
+            f"{metrics_path}: not found; expected a CSV with columns {','.join(METRICS_REQUIRED)} "
+            f"(written by the blend callback at every checkpoint)"
+        )
     diagnostics_path = run_dir / DIAGNOSTICS_FILE
     base, options, note, overrides = _read_config(run_dir)
-    return Run(path=run_dir, metrics=read_metrics(metrics_path),
-               diagnostics=read_diagnostics(diagnostics_path) if diagnostics_path.is_file() else None,
-               samples=find_samples(run_dir),
-               stylized_dirs=[d for d in (run_dir / REPORT_DIR / STYLIZED_DIR, run_dir / STYLIZED_DIR) if d.is_dir()],
-               base_network=base, blend_options=options, config_note=note, overrides=overrides,
-               style_reference=read_json(run_dir / STYLE_REFERENCE_FILE))
+    return Run(
+        path=run_dir,
+        metrics=read_metrics(metrics_path),
+        diagnostics=read_diagnostics(diagnostics_path) if diagnostics_path.is_file() else None,
+        samples=find_samples(run_dir),
+        stylized_dirs=[d for d in (run_dir / REPORT_DIR / STYLIZED_DIR, run_dir / STYLIZED_DIR) if d.is_dir()],
+        base_network=base,
+        blend_options=options,
+        config_note=note,
+        overrides=overrides,
+        style_reference=read_json(run_dir / STYLE_REFERENCE_FILE),
+    )
 
 
 def read_json(path: Path) -> dict | None:

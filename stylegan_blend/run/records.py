@@ -1,4 +1,5 @@
 """The plain records a run leaves beside its tables: stats.jsonl, training_options.json and a sweep job's job.json."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -26,8 +27,9 @@ def append_stats(run_dir: str | Path, row: dict) -> None:
 
 def _git(*args: str) -> str | None:
     try:
-        r = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
-                           timeout=10)
+        r = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout.strip() if r.returncode == 0 else None
@@ -47,17 +49,26 @@ def write_training_options(run_dir: str | Path, config: dict) -> Path:
     if path.is_file():
         return path
     status = _git("status", "--porcelain")
-    record = {"config": config, "command": sys.argv, "created": datetime.now(timezone.utc).isoformat(),
-              "versions": {"stylegan_blend": _version("stylegan-blend"), "python": platform.python_version(),
-                           "torch": torch.__version__, "pytorch_lightning": _version("pytorch-lightning")},
-              "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}}
+    record = {
+        "config": config,
+        "command": sys.argv,
+        "created": datetime.now(UTC).isoformat(),
+        "versions": {
+            "stylegan_blend": _version("stylegan-blend"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "pytorch_lightning": _version("pytorch-lightning"),
+        },
+        "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None},
+    }
     return write_text_atomic(path, json.dumps(record, indent=1, default=str) + "\n")
 
 
 def write_job_record(run_dir: str | Path, status: str, error: str | None = None, best: str | None = None) -> Path:
     """job.json: how a sweep job ended (completed / failed with its error line) and its chosen blend."""
-    return write_text_atomic(Path(run_dir) / JOB_FILE, json.dumps({"status": status, "error": error, "best": best})
-                             + "\n")
+    return write_text_atomic(
+        Path(run_dir) / JOB_FILE, json.dumps({"status": status, "error": error, "best": best}) + "\n"
+    )
 
 
 def read_job_record(run_dir: str | Path) -> dict | None:

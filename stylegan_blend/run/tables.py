@@ -5,6 +5,7 @@ matched with the file on disk; files written before the column existed are read 
 Writers go through `append_metrics_rows` / `append_diagnostics` (whole-file atomic rewrites: a crash or a full
 disk never leaves half a row); readers get `MetricRow` objects from `read_metrics`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,18 @@ from ..errors import UserError
 from .files import write_text_atomic
 from .layout import REFERENCE_CELLS, cell_name
 
-METRICS_COLUMNS = ("epoch", "kimg", "swap_res", "direction", "metric", "value", "n_gen", "n_ref", "extractor",
-                   "network_sha256")
+METRICS_COLUMNS = (
+    "epoch",
+    "kimg",
+    "swap_res",
+    "direction",
+    "metric",
+    "value",
+    "n_gen",
+    "n_ref",
+    "extractor",
+    "network_sha256",
+)
 METRICS_REQUIRED = METRICS_COLUMNS[:-1]  # what a reader needs: files from before network_sha256 lack the last
 DIAGNOSTICS_COLUMNS = ("epoch", "kimg", "metric", "value")
 
@@ -27,6 +38,7 @@ DIAGNOSTICS_COLUMNS = ("epoch", "kimg", "metric", "value")
 @dataclass(frozen=True)
 class MetricRow:
     """One score of one generator (a blend, the unblended fine-tuned G_ema, or the base) at one checkpoint."""
+
     epoch: int
     kimg: float
     swap_res: int | None  # None for the reference cells `base` / `none`
@@ -49,6 +61,7 @@ class DiagnosticRow:
 
 
 # ------------------------------------------------------------------------------------ writing (plain dicts)
+
 
 def read_metrics_rows(path: str | Path) -> list[dict]:
     """The rows of an existing metrics CSV as dicts (empty list if there is none); one UserError line if the file
@@ -102,8 +115,13 @@ def append_metrics_rows(path: str | Path, rows: list[dict], replace: Callable[[d
 def cell_key(row: Mapping) -> tuple:
     """What identifies a score: epoch (none for the base model), cell, metric and extractor."""
     epoch = "" if str(row.get("swap_res")) == "base" else str(int(float(row.get("epoch") or 0)))
-    return (epoch, str(row.get("swap_res")), str(row.get("direction") or ""), str(row.get("metric")),
-            str(row.get("extractor") or ""))
+    return (
+        epoch,
+        str(row.get("swap_res")),
+        str(row.get("direction") or ""),
+        str(row.get("metric")),
+        str(row.get("extractor") or ""),
+    )
 
 
 def scored_cells(path: str | Path, extractor: str | None = None) -> dict[int, set]:
@@ -133,6 +151,7 @@ def append_diagnostics(path: str | Path, epoch: int, kimg: float, row: Mapping[s
 
 # ------------------------------------------------------------------------------------ reading (typed rows)
 
+
 def _read_csv(path: Path, expected: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """Rows with their line numbers; one UserError line if the header lacks a contract column."""
     try:
@@ -141,8 +160,9 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> list[tuple[int, dict[str
             header = [c.strip() for c in (reader.fieldnames or [])]
             missing = [c for c in expected if c not in header]
             if missing:
-                raise UserError(f"{path}: missing column(s) {', '.join(missing)}; "
-                                f"expected columns: {','.join(expected)}")
+                raise UserError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected columns: {','.join(expected)}"
+                )
             reader.fieldnames = header
             return [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as exc:
@@ -179,13 +199,19 @@ def parse_metric_row(row: Mapping, where: str) -> MetricRow:
             raise UserError(f"{where}: swap_res {swap_raw} has no direction; expected low_base or low_tuned")
     if not metric:
         raise UserError(f"{where}: empty metric name")
-    return MetricRow(epoch=_number(where, row, "epoch", int), kimg=_number(where, row, "kimg"),
-                     swap_res=swap_res, direction=direction, metric=metric, value=_number(where, row, "value"),
-                     n_gen=_number(where, row, "n_gen", int, optional=True),
-                     n_ref=_number(where, row, "n_ref", int, optional=True),
-                     extractor=_field(row, "extractor"),
-                     cell=cell_name(swap_raw if swap_res is None else swap_res, direction),
-                     network_sha256=_field(row, "network_sha256"))
+    return MetricRow(
+        epoch=_number(where, row, "epoch", int),
+        kimg=_number(where, row, "kimg"),
+        swap_res=swap_res,
+        direction=direction,
+        metric=metric,
+        value=_number(where, row, "value"),
+        n_gen=_number(where, row, "n_gen", int, optional=True),
+        n_ref=_number(where, row, "n_ref", int, optional=True),
+        extractor=_field(row, "extractor"),
+        cell=cell_name(swap_raw if swap_res is None else swap_res, direction),
+        network_sha256=_field(row, "network_sha256"),
+    )
 
 
 def read_metrics(path: str | Path) -> list[MetricRow]:
@@ -193,8 +219,10 @@ def read_metrics(path: str | Path) -> list[MetricRow]:
     path = Path(path)
     rows = [parse_metric_row(row, f"{path}:{line}") for line, row in _read_csv(path, METRICS_REQUIRED)]
     if not rows:
-        raise UserError(f"{path}: no rows; expected one row per (epoch, swap_res, direction, metric) "
-                        f"with columns {','.join(METRICS_REQUIRED)}")
+        raise UserError(
+            f"{path}: no rows; expected one row per (epoch, swap_res, direction, metric) "
+            f"with columns {','.join(METRICS_REQUIRED)}"
+        )
     return rows
 
 
@@ -207,7 +235,12 @@ def as_metric_rows(rows: Iterable) -> list[MetricRow]:
 
 def read_diagnostics(path: str | Path) -> list[DiagnosticRow]:
     path = Path(path)
-    return [DiagnosticRow(epoch=_number(f"{path}:{line}", row, "epoch", int),
-                          kimg=_number(f"{path}:{line}", row, "kimg"), metric=_field(row, "metric"),
-                          value=_number(f"{path}:{line}", row, "value"))
-            for line, row in _read_csv(path, DIAGNOSTICS_COLUMNS)]
+    return [
+        DiagnosticRow(
+            epoch=_number(f"{path}:{line}", row, "epoch", int),
+            kimg=_number(f"{path}:{line}", row, "kimg"),
+            metric=_field(row, "metric"),
+            value=_number(f"{path}:{line}", row, "value"),
+        )
+        for line, row in _read_csv(path, DIAGNOSTICS_COLUMNS)
+    ]

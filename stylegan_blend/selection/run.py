@@ -11,8 +11,8 @@ from ..errors import UserError
 from ..run.files import write_text_atomic
 from ..run.layout import SELECTION_FILE, STYLE_REFERENCE_FILE
 from ..run.reader import read_json
-from .rules import TIE_BREAK, Choice, Point, Rule, parse_rule, points_from_rows, select, select_run
 from .config import DEFAULT_RULE, SelectionConfig
+from .rules import TIE_BREAK, Choice, Point, Rule, parse_rule, points_from_rows, select, select_run
 from .uncertainty import Bootstrap, Uncertainty, assess, key, seed_counts
 
 IDENTITY_NETWORKS = ("dlib", "facenet", "lpips", "proxy")  # preference order: a face-recognition network first

@@ -4,6 +4,7 @@ schemas are registered by app.config) and the Lightning module reads them, so ne
 Defaults are NVIDIA's StyleGAN2 objective and schedules (stylegan2-ada-pytorch, cfg paper256); kimg counts real
 images shown to D.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ ADA_INTERVAL = 4  # minibatches between two adjustments of p
 @dataclass
 class DiagnosticsConfig:
     """The overfitting probe measured after every epoch (training.diagnostics)."""
+
     num_images: int = 32  # train / val reals and fixed-z fakes D scores
     grid_size: int = 16  # fixed-z samples in samples/epoch=NNNN.png
     seed: int = 1234  # of the fixed z
@@ -52,6 +54,7 @@ class TrainConfig:
 class AugmentConfig:
     """`augment=ada` (adaptive discriminator augmentation, p steered towards r_t = target), `augment=diffaug`
     (DiffAugment on reals and fakes for D) or `augment=none`: each option sets `kind`, the rest are these."""
+
     kind: str = "none"  # ada | diffaug | none
     preset: str = "bgc"  # ada: NVIDIA's --augpipe (blit geom color filter noise cutout bg bgc bgcf bgcfn bgcfnc)
     target: float | None = ADA_TARGET  # ada: null = p fixed at initial_p (NVIDIA's --aug=fixed)

@@ -23,6 +23,7 @@ from ..run.records import append_stats
 from ..run.tables import append_diagnostics
 from .config import DiagnosticsConfig
 
+
 class EpochDiagnostics:
     def __init__(self, cfg: Mapping):
         c = DiagnosticsConfig(**cfg)

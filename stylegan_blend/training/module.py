@@ -19,9 +19,9 @@ from ..checkpoints import load_network
 from ..errors import UserError
 from ..networks import Discriminator, Generator, set_fp16_mode
 from . import losses
+from .architecture import resolve
 from .augment import ADAController, DiffAugment, make_augment_pipe
 from .config import ADA_TARGET, AugmentConfig, train_settings
-from .architecture import resolve
 from .diagnostics import EpochDiagnostics
 from .ema import ema_beta, update_ema
 from .precision import check_precision, fp16_mode

@@ -22,7 +22,6 @@ from ...run.tables import append_metrics_rows, read_metrics_rows, scored_cells
 from ...selection import Selection
 from .export import is_checkpoint_epoch, skip_bad_epoch
 
-
 PlotSelection = Callable[[object, Selection, str], None]  # (file, selection, title): draws the scatter as PNG
 
 
