@@ -37,6 +37,9 @@ def tiny_kwargs() -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from stylegan_blend.app.config import register_config
+
+    register_config()  # the groups' typed schemas and the resolvers
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["model=tiny"])
     return OmegaConf.to_container(cfg.model.G_kwargs, resolve=True)
@@ -101,10 +104,10 @@ def bench_cell(ref_feats, reps: int, num_gen: int) -> list[dict]:
     import torch
 
     from stylegan_blend.blending import blend_generators, direction_pair
-    from stylegan_blend.callbacks.blend_eval import BlendScorer
     from stylegan_blend.evaluation import evaluate_generator, make_extractor, score
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer
     from stylegan_blend.networks import Generator
-    from stylegan_blend.sampling import generate_images
+    from stylegan_blend.networks.sampling import generate_images
 
     torch.manual_seed(0)
     kwargs = tiny_kwargs()

@@ -43,6 +43,9 @@ def bench_config() -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from stylegan_blend.app.config import register_config
+
+    register_config()  # the groups' typed schemas and the resolvers
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=cpu_bench"])
     return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "train", "augment")}

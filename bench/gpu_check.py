@@ -27,6 +27,9 @@ def _cfg(config: str, batch: int, extra: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from stylegan_blend.app.config import register_config
+
+    register_config()  # the groups' typed schemas and the resolvers
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={config}", f"train.batch_size={batch}", "augment=none", *extra])
     return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "train", "augment")}

@@ -91,7 +91,7 @@ def main(argv=None) -> int:
             failed.append(name)
             continue
         records = module.run()
-        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         machine = machine_info()
         records = [dict(benchmark=name, timestamp=stamp, **r, machine=machine) for r in records]
         for r in records:

@@ -1,6 +1,6 @@
 """`python -m stylegan_blend` = the `stylegan-blend` command."""
 import sys
 
-from .cli import main
+from .app.cli import main
 
 sys.exit(main())

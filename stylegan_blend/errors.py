@@ -103,13 +103,3 @@ def check_device(name) -> str:
     elif dev.type not in ("cpu", "mps"):
         raise UserError(f"device {text!r}: not supported; expected auto, cpu, cuda or cuda:N")
     return text
-
-
-def device_arg(text: str) -> str:
-    """argparse `type=` for --device: a bad or unavailable device is a usage error (one line, exit 2)."""
-    import argparse
-
-    try:
-        return check_device(text)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -25,6 +25,6 @@ def poisoned(self, batch, batch_idx):
 StyleGAN2Module.training_step = poisoned
 
 if __name__ == "__main__":
-    from stylegan_blend.train import main
+    from stylegan_blend.app.train import main
 
     main()

@@ -21,6 +21,6 @@ def preempted(self, batch, batch_idx):
 StyleGAN2Module.training_step = preempted
 
 if __name__ == "__main__":
-    from stylegan_blend.train import main
+    from stylegan_blend.app.train import main
 
     main()

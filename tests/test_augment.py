@@ -4,7 +4,6 @@
 tests/data/README.md): ours, given the same seed, must make the same draws and the same images.
 """
 import inspect
-import math
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from test_training import TINY_D, TINY_G, LossRecorder, _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 PROXY = ("fd_randcnn", "kd_randcnn")
@@ -134,11 +133,11 @@ def test_callback_leaves_training_untouched(blend_run):
 
 def test_blend_cells_match_an_independent_rescore(blend_run):
     """Re-score one cell from the exported network by hand: blend + generate + features + FD."""
+    import yaml
+
     from stylegan_blend.blending import blend_generators
     from stylegan_blend.checkpoints import load_network
     from stylegan_blend.evaluation import evaluate_generator, make_extractor, reference_features
-
-    import yaml
 
     run, _, _ = blend_run
     cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
@@ -156,12 +155,12 @@ def test_blend_cells_match_an_independent_rescore(blend_run):
 def test_posthoc_eval_fills_a_new_swap_column_and_skips_existing(blend_run, capsys):
     from omegaconf import OmegaConf
 
-    from stylegan_blend.evaluate_run import evaluate_run
+    from stylegan_blend.app.evaluate import evaluate_run
 
     run, _, _ = blend_run
     # Hydra itself saves the config unresolved: make the saved one look like that
     cfg_file = run / ".hydra" / "config.yaml"
-    cfg_file.write_text(cfg_file.read_text().replace("resolution: 16\n  batch_size", "resolution: ${model.resolution}\n  batch_size", 1))
+    cfg_file.write_text(cfg_file.read_text().replace("resolution: 16\n  mirror", "resolution: ${model.resolution}\n  mirror", 1))
     assert "${model.resolution}" in cfg_file.read_text()
     before = _rows(run / "metrics.csv")
     overrides = OmegaConf.create({"blend": {"swap_res": [8, 4]}, "metrics": {}})
@@ -194,8 +193,8 @@ def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_don
 
     from omegaconf import OmegaConf
 
+    from stylegan_blend.app.evaluate import evaluate_run
     from stylegan_blend.errors import UserError
-    from stylegan_blend.evaluate_run import evaluate_run
 
     run = tmp_path / "run"
     shutil.copytree(blend_run[0], run)
@@ -232,7 +231,8 @@ def test_posthoc_cells_are_keyed_by_extractor_and_rescore_replaces_only_when_don
 
 
 def test_report_renders_from_the_run(blend_run):
-    from stylegan_blend.reporting import best_cells, build_report
+    from stylegan_blend.reporting.report import build_report
+    from stylegan_blend.reporting.scores import best_cells
 
     run, _, _ = blend_run
     index = build_report([run])
@@ -245,7 +245,7 @@ def test_report_renders_from_the_run(blend_run):
 def test_sweep_configs_compose():
     from hydra import compose, initialize_config_dir
 
-    from stylegan_blend.train import CONF_DIR
+    from stylegan_blend.app.train import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=["sweep=epochs_x_swap", "data.path=x"])
@@ -265,7 +265,7 @@ def test_sweep_configs_compose():
 
 def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
     sweep_dir = tmp_path / "sweep"
-    args = [sys.executable, "-m", "stylegan_blend.train", "-m", f"data.path={dataset}", "model.resolution=16",
+    args = [sys.executable, "-m", "stylegan_blend.app.train", "-m", f"data.path={dataset}", "model.resolution=16",
             "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
             "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16",
             "model.G_kwargs.w_dim=16", "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4",
@@ -289,7 +289,7 @@ def test_multirun_of_two_tiny_jobs(tmp_path, dataset):  # noqa: F811
 
 def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa: F811
     sweep_dir = tmp_path / "sweep"
-    args = [sys.executable, "-m", "stylegan_blend.train", "-m", f"data.path={tmp_path / 'missing'},{dataset}",
+    args = [sys.executable, "-m", "stylegan_blend.app.train", "-m", f"data.path={tmp_path / 'missing'},{dataset}",
             "model.resolution=16", "model.G_kwargs.synthesis_kwargs.channel_base=128",
             "model.G_kwargs.synthesis_kwargs.channel_max=16", "model.D_kwargs.channel_base=128",
             "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16", "model.G_kwargs.w_dim=16",
@@ -309,7 +309,7 @@ def test_failing_sweep_job_does_not_stop_the_others(tmp_path, dataset):  # noqa:
 
 def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noqa: F811
     sweep_dir = tmp_path / "optuna"
-    args = [sys.executable, "-m", "stylegan_blend.train", "hparams_search=best_blend", "hydra.sweeper.n_trials=2",
+    args = [sys.executable, "-m", "stylegan_blend.app.train", "hparams_search=best_blend", "hydra.sweeper.n_trials=2",
             f"data.path={dataset}", f"model.init_from={base}", "model.resolution=16",
             "model.G_kwargs.synthesis_kwargs.channel_base=128", "model.G_kwargs.synthesis_kwargs.channel_max=16",
             "model.D_kwargs.channel_base=128", "model.D_kwargs.channel_max=16", "model.G_kwargs.z_dim=16",
@@ -324,17 +324,15 @@ def test_optuna_search_minimises_the_best_blend(tmp_path, dataset, base):  # noq
     result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     runs = sorted(sweep_dir.glob("*/metrics.csv"))
     assert len(runs) == 2
-    from stylegan_blend.train import best_blend_value
+    from stylegan_blend.evaluation.run_selection import run_selection
 
-    values = [best_blend_value(p.parent) for p in runs]
+    values = [run_selection(p.parent).overall.value for p in runs]  # the rule's value of each run's chosen blend
     import re  # Seen 3: trials all read `...hparams_search=best_~hash`; now each names its sampled values
 
     for p in runs:
         assert re.fullmatch(r"\d+_augment-(ada|diffaug)_g_lr-[0-9.e-]+_r1_gamma-[0-9.e-]+_freeze_d-[024]",
                             p.parent.name), p.parent.name
     summary = {r["folder"]: r for r in _rows(sweep_dir / "summary.csv")}
-    from stylegan_blend.train import run_selection
-
     for p in runs:  # the summary's best cell is the cell the run's selection rule picks
         assert summary[p.parent.name]["status"] == "completed"
         m = re.fullmatch(r"best by knee: (e1·s[48]) \(stable (\d+) %(; also e1·s[48])?\)", summary[p.parent.name]["best"])
@@ -351,9 +349,9 @@ def test_style_is_scored_against_the_val_split_when_it_is_large_enough(tmp_path,
 
     from test_evaluation import flat_blobs, write_pngs
 
-    from stylegan_blend.callbacks.blend_eval import BlendScorer, style_gaps
     from stylegan_blend.checkpoints import load_network
     from stylegan_blend.evaluation import make_extractor, reference_features, score
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer, style_gaps
     from stylegan_blend.reporting.report import load_sections, style_gap_series
 
     data = tmp_path / "data"

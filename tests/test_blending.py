@@ -1,4 +1,4 @@
-"""Layer-swap blending against hand-computed expectations (DESIGN §3 "Blend semantics").
+"""Layer-swap blending against hand-computed expectations.
 
 Expected tensors come from the definition: key `synthesis.b{r}.*` is LOW's when r <= swap_res and HIGH's
 above it (hard), or (1 - a) LOW + a HIGH with a = 1 / (1 + exp(-(log2 r - log2 s - 0.5) / w)) (soft);
@@ -12,9 +12,9 @@ import re
 import pytest
 import torch
 
+from stylegan_blend.app.cli import main
 from stylegan_blend.blending import blend_generators, blend_state_dicts, direction_pair, swap_alpha
 from stylegan_blend.checkpoints import load_network, save_network
-from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Generator
 

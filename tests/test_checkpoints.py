@@ -18,12 +18,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from tiny_nets import TINY_D, TINY_G, tiny_nets
-from stylegan_blend.checkpoints import load_network, save_network
-from stylegan_blend.checkpoints import native
-from stylegan_blend.checkpoints.rosinality import (nvidia_to_rosinality_D, nvidia_to_rosinality_G,
-                                                   rosinality_to_nvidia_D, rosinality_to_nvidia_G)
+
+from stylegan_blend.checkpoints import load_network, native, save_network
+from stylegan_blend.checkpoints.rosinality import (
+    nvidia_to_rosinality_D,
+    nvidia_to_rosinality_G,
+    rosinality_to_nvidia_D,
+    rosinality_to_nvidia_G,
+)
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Discriminator, Generator
 

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from tiny_nets import tiny_nets
+
+from stylegan_blend.app.cli import main
 from stylegan_blend.checkpoints import load_network, save_network
 from stylegan_blend.checkpoints.rosinality import nvidia_to_rosinality_D, nvidia_to_rosinality_G
-from stylegan_blend.cli import main
-
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +184,7 @@ def test_python_dash_m_prints_no_traceback(tmp_path, network_file):
 
 def test_generate_help_imports_no_plotting_hydra_or_lightning():
     """`stylegan-blend generate --help` in a fresh interpreter must not import the report/training stacks."""
-    code = ("import sys\nfrom stylegan_blend.cli import main\nrc = main(['generate', '--help'])\n"
+    code = ("import sys\nfrom stylegan_blend.app.cli import main\nrc = main(['generate', '--help'])\n"
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'hydra', 'omegaconf', "
             "'pytorch_lightning', 'lightning', 'lightning_fabric', 'wandb', 'torchmetrics', 'cv2', 'av'})\n"
             "print('HEAVY=' + ','.join(heavy)); sys.exit(rc)")

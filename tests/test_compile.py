@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_training import LossRecorder, _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
 
 

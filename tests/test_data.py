@@ -14,12 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegan_blend.cli import main
+from stylegan_blend.app.cli import main
 from stylegan_blend.data.datamodule import StyleGANDataModule
-from stylegan_blend.data.folder import atomic_write_bytes, read_manifest, split_for
+from stylegan_blend.data.folder import read_manifest, split_for
 from stylegan_blend.data.prepare import prepare_images
 from stylegan_blend.data.video import FaceCropper, prepare_video, square_box
 from stylegan_blend.errors import UserError
+from stylegan_blend.run.files import write_bytes_atomic as atomic_write_bytes
 
 RES = 16
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_scaled_down_demo_produces_the_report(tmp_path):
     out, base = tmp_path / "demo", tmp_path / "base.pt"
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.demo", "--out", str(out), "--base", str(base),
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "demo" / "demo.py"), "--out", str(out), "--base", str(base),
                         "--base-epochs", "1", "--photo", "60", "--toon", "40", "--epochs", "2", "--every", "1",
                         "--num-gen", "16", "--project-steps", "5"],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)

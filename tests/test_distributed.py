@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_blend_eval import base  # noqa: F401 - tiny base network fixture
 from test_training import TINY_MODEL, _cfg, _fit, dataset  # noqa: F401 - 16 px dataset fixture
 
@@ -39,9 +38,9 @@ def _slurm_tasks(cmd: list[str], ntasks: int = 2, timeout: int = 240, job_id: st
         env = dict(os.environ, SLURM_NTASKS=str(ntasks), SLURM_NTASKS_PER_NODE=str(ntasks), SLURM_NNODES="1",
                    SLURM_NODEID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODELIST="localhost",
                    SLURM_JOB_ID=job_id, SLURM_JOB_NAME="stylegan-blend", MASTER_PORT=str(_free_port() if rank == 0
-                                                                                          else port),
+                                                                                          else port),  # noqa: F821
                    PYTHONPATH=os.pathsep.join([str(TESTS.parent), str(TESTS)]), **extra_env)
-        port = int(env["MASTER_PORT"])
+        port = int(env["MASTER_PORT"])  # noqa: F841 - the next rank's master port
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     out = []
     try:
@@ -127,9 +126,9 @@ def test_blend_scores_split_over_ranks_equal_one_process(slurm_run, tmp_path):
     """The 2-rank metrics.csv against the same checkpoint scored by one process."""
     from omegaconf import OmegaConf
 
-    from stylegan_blend.callbacks.blend_eval import BlendScorer
+    from stylegan_blend.app.train import CONF_DIR  # noqa: F401 - registers the config's resolvers
     from stylegan_blend.checkpoints import load_network
-    from stylegan_blend.train import CONF_DIR  # noqa: F401 - registers the config's resolvers
+    from stylegan_blend.evaluation.blend_scorer import BlendScorer
 
     out, _ = slurm_run
     cfg = OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)
@@ -164,7 +163,7 @@ def test_rng_states_of_missing_devices_are_skipped_once():
 
 
 def test_ddp_preset_uses_plain_ddp_under_slurm_and_spawn_outside(monkeypatch):
-    from stylegan_blend.train import slurm_or
+    from stylegan_blend.app.config import slurm_or
 
     for k in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(k)
@@ -181,7 +180,7 @@ def test_ddp_preset_uses_plain_ddp_under_slurm_and_spawn_outside(monkeypatch):
 def test_multirun_through_submitit_local_executor(tmp_path, dataset):  # noqa: F811
     """Two jobs pickled and run by submitit (as on SLURM), each with its own outputs."""
     sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", "-m", "hydra/launcher=submitit_local",
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", "-m", "hydra/launcher=submitit_local",
                         "hydra.launcher.timeout_min=5", f"hydra.sweep.dir={sweep}", "trainer=cpu",
                         f"data.path={dataset}", "logger=none", "callbacks.blend_eval=false", "trainer.max_epochs=1",
                         "seed=0,1", *TINY], capture_output=True, text=True, timeout=280,
@@ -243,7 +242,7 @@ def test_slurm_requeue_resumes_exactly_where_the_signal_stopped_it(tmp_path, dat
                             SLURM_RESTART_COUNT="1", **env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"SLURM requeue 1: resuming from {run / 'hpc_ckpt_1.ckpt'}" in again.stderr
-    whole = subprocess.run([sys.executable, "-m", "stylegan_blend.train", *_requeue_cmd(tmp_path / "whole", dataset,
+    whole = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", *_requeue_cmd(tmp_path / "whole", dataset,
                                                                                          0, 4, "trainer=cpu")[4:]],
                            capture_output=True, text=True, timeout=200, env={
                                k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
@@ -281,7 +280,7 @@ def test_cluster_preset_submits_one_task_per_gpu_with_the_requeue_signal(tmp_pat
     script and refuses): one task per GPU, and the signal SLURM will send is the one callbacks/requeue.py handles."""
     import signal
 
-    from stylegan_blend.callbacks.requeue import SlurmRequeue
+    from stylegan_blend.training.callbacks.requeue import SlurmRequeue
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -291,7 +290,7 @@ def test_cluster_preset_submits_one_task_per_gpu_with_the_requeue_signal(tmp_pat
     (bin_dir / "srun").chmod(0o755)
     script = tmp_path / "job.sh"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", "-m", "hydra/launcher=cluster",
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", "-m", "hydra/launcher=cluster",
                         "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=2", "trainer=ddp",
                         f"data.path={dataset}", f"hydra.sweep.dir={tmp_path / 'sweep'}", "seed=0,1", *TINY],
                        capture_output=True, text=True, timeout=100,

@@ -98,9 +98,10 @@ def test_auto_picks_dlib_from_64_px(monkeypatch):
 def test_generated_faces_through_the_extractor(caplog):
     """The blend scorer's path at 64 px: uint8 NHWC batches from a generator, chips cut on the fly; the base
     against itself is 0 and retrieves every seed, another generator's faces are further."""
+    from tiny_nets import randomized
+
     from stylegan_blend.evaluation.scoring import identity_features
     from stylegan_blend.networks import Generator
-    from tiny_nets import randomized
 
     kwargs = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=64, img_channels=3,
                   mapping_kwargs=dict(num_layers=1), synthesis_kwargs=dict(channel_base=128, channel_max=16))

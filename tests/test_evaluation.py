@@ -15,16 +15,27 @@ import torch
 from PIL import Image
 from scipy import linalg
 
+from stylegan_blend.app.cli import main
 from stylegan_blend.checkpoints import save_network
-from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError
-from stylegan_blend.evaluation import (INCEPTION_ENV, INCEPTION_FILE, METRICS_CSV_COLUMNS, RandCNNExtractor,
-                                       append_metrics_rows, evaluate_generator, frechet_distance,
-                                       kernel_distance, list_images, make_extractor, reference_features, score)
+from stylegan_blend.evaluation import (
+    INCEPTION_ENV,
+    INCEPTION_FILE,
+    RandCNNExtractor,
+    evaluate_generator,
+    frechet_distance,
+    kernel_distance,
+    list_images,
+    make_extractor,
+    reference_features,
+    score,
+)
 from stylegan_blend.evaluation import distances as distances_mod
 from stylegan_blend.evaluation import extractors as extractors_mod
 from stylegan_blend.networks import Generator
-from stylegan_blend.sampling import generate_images
+from stylegan_blend.networks.sampling import generate_images
+from stylegan_blend.run.tables import METRICS_COLUMNS as METRICS_CSV_COLUMNS
+from stylegan_blend.run.tables import append_metrics_rows
 
 TINY = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
             synthesis_kwargs=dict(channel_base=256, channel_max=32))

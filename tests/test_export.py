@@ -14,11 +14,11 @@ import sys
 
 import pytest
 import torch
-
 from test_checkpoints import images, ros_discriminator, ros_generator, z_batch
 from tiny_nets import tiny_nets
+
+from stylegan_blend.app.cli import main
 from stylegan_blend.checkpoints import load_network, save_network
-from stylegan_blend.cli import main
 
 
 @pytest.fixture(scope="module")

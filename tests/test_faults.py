@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_training import TINY_D, TINY_G, dataset  # noqa: F401  (fixture)
 
 EPOCHS = 8  # room for three attempts of up to two epochs each, whatever the kill points
@@ -39,7 +38,7 @@ def _args(out: Path, data: Path, base: Path) -> list[str]:
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", PYTHONWARNINGS="ignore")
-    return subprocess.Popen([sys.executable, "-m", "stylegan_blend.train", *args], stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "stylegan_blend.app.train", *args], stdout=subprocess.DEVNULL,
                             stderr=open(log, "w"), env=env)
 
 
@@ -106,7 +105,7 @@ def test_kill_and_resume_at_random_points_leaves_a_consistent_run(tmp_path, data
         else:
             assert rc == -signal.SIGKILL
         resumed_from.append(torch.load(last, weights_only=True)["stylegan_blend"]["epoch"] if last.exists() else 0)
-    final = subprocess.run([sys.executable, "-m", "stylegan_blend.train", *args, "ckpt_path=last"],
+    final = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", *args, "ckpt_path=last"],
                            capture_output=True, text=True, timeout=180,
                            env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
     assert final.returncode == 0, f"{why}: {final.stderr}"

@@ -6,12 +6,20 @@ import copy
 import numpy as np
 import pytest
 import torch
+from tiny_nets import TINY_G, randomized
 
 from stylegan_blend.errors import UserError
-from stylegan_blend.evaluation.identity import (FacenetIdentity, IdentityExtractor, LPIPSIdentity, ProxyIdentity,
-                                                identity_baseline, identity_scores, make_identity, retrieval_rate)
+from stylegan_blend.evaluation.identity import (
+    FacenetIdentity,
+    IdentityExtractor,
+    LPIPSIdentity,
+    ProxyIdentity,
+    identity_baseline,
+    identity_scores,
+    make_identity,
+    retrieval_rate,
+)
 from stylegan_blend.evaluation.scoring import identity_features
-from tiny_nets import TINY_G, randomized
 
 
 def perturbed(G, scale, seed=7):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from stylegan_blend.cli import main
 from tiny_nets import TINY_G, randomized
+
+from stylegan_blend.app.cli import main
 
 DATA = Path(__file__).parent / "data" / "dlib"
 
@@ -46,7 +46,7 @@ def test_photos_same_person_nearest_and_normalised_by_the_set(capsys):
 def test_generated_faces_normalised_by_a_base_networks_idbase(tmp_path, capsys):
     from stylegan_blend.checkpoints import save_network
     from stylegan_blend.networks import Generator
-    from stylegan_blend.sampling import generate_images
+    from stylegan_blend.networks.sampling import generate_images
 
     G = randomized(Generator(**TINY_G), 1)
     save_network(tmp_path / "base.pt", G)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from stylegan_blend.cli import main
-from stylegan_blend.errors import UserError, report_failure
 from test_training import TINY_D, TINY_G, TINY_OVERRIDES, _cfg, _fit, dataset  # noqa: F401  (fixture)
+
+from stylegan_blend.app.cli import main
+from stylegan_blend.errors import UserError, report_failure
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -335,12 +335,12 @@ def test_last_good_checkpoint_is_from_before_the_first_nan(tmp_path, dataset):  
 def test_train_and_eval_entry_points_print_one_line(tmp_path, dataset, one_epoch_run):  # noqa: F811
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     before = _snapshot(one_epoch_run)
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={dataset}", *TINY_OVERRIDES,
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", f"data.path={dataset}", *TINY_OVERRIDES,
                         f"paths.output_dir={one_epoch_run}"], capture_output=True, text=True, timeout=120, env=env)
     _one_error(r.returncode, r.stderr, "already holds a run")
     after = _snapshot(one_epoch_run)
     assert after.pop("train.log", "") in ("", hashlib.sha256(b"").hexdigest()) and after == before  # Hydra's log
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.evaluate_run", f"run_dir={one_epoch_run}",
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.evaluate", f"run_dir={one_epoch_run}",
                         "device=cuda:5"], capture_output=True, text=True, timeout=120, env=env)
     _one_error(r.returncode, r.stderr, "cuda:5")
 
@@ -348,7 +348,8 @@ def test_train_and_eval_entry_points_print_one_line(tmp_path, dataset, one_epoch
 # --------------------------------------------------------------------------------------------- files
 
 def test_metrics_csv_and_feature_cache_respect_the_umask(tmp_path, net16, dataset):  # noqa: F811
-    from stylegan_blend.evaluation import append_metrics_rows, make_extractor, reference_features
+    from stylegan_blend.evaluation import make_extractor, reference_features
+    from stylegan_blend.run.tables import append_metrics_rows
 
     old = os.umask(0o027)
     try:

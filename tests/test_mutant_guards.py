@@ -55,7 +55,7 @@ def test_score_treats_the_reference_set_as_real_for_density_and_coverage():
 def test_requeue_checkpoint_is_named_by_rank_0_for_every_rank(tmp_path):
     """Rank 1 reaches the save after rank 0 already wrote hpc_ckpt_1.ckpt: it must save under the name rank 0
     broadcast (hpc_ckpt_1), not count rank 0's file and invent hpc_ckpt_2 (the race the broadcast closes)."""
-    from stylegan_blend.callbacks.requeue import Requeued, SlurmRequeue
+    from stylegan_blend.training.callbacks.requeue import Requeued, SlurmRequeue
 
     (tmp_path / "hpc_ckpt_1.ckpt").write_bytes(b"rank 0 was faster")
     rank0_name = str(tmp_path / "hpc_ckpt_1.ckpt")  # what rank 0 computed before saving, and broadcast

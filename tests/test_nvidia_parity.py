@@ -10,12 +10,12 @@ import json
 import math
 from pathlib import Path
 
+import fixture_pack
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import fixture_pack
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS, Discriminator, Generator
 
 DATA = Path(__file__).parent / "data" / "nvidia"

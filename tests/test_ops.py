@@ -15,8 +15,15 @@ import torch
 from scipy import signal
 
 from stylegan_blend.networks.layers import FullyConnectedLayer, SynthesisLayer
-from stylegan_blend.networks.ops import (bias_act, conv2d_resample, downsample2d, modulated_conv2d,
-                                         setup_filter, upfirdn2d, upsample2d)
+from stylegan_blend.networks.ops import (
+    bias_act,
+    conv2d_resample,
+    downsample2d,
+    modulated_conv2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 RNG = np.random.default_rng(0)
 

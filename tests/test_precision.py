@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from test_training import _cfg, _fit, dataset  # noqa: F401 - shared 16 px dataset fixture
 
 # one minibatch with all four phases (Gmain, Greg, Dmain, Dreg); fp16 on the top block only (b16)
@@ -22,8 +21,7 @@ class Probe:
         import pytorch_lightning as pl
         from torch.utils._python_dispatch import TorchDispatchMode
 
-        from stylegan_blend.networks.layers import (Conv2dLayer, FullyConnectedLayer, SynthesisLayer,
-                                                    ToRGBLayer)
+        from stylegan_blend.networks.layers import Conv2dLayer, FullyConnectedLayer, SynthesisLayer, ToRGBLayer
 
         compute = {torch.ops.aten.convolution.default, torch.ops.aten.mm.default, torch.ops.aten.addmm.default,
                    torch.ops.aten.bmm.default}
@@ -134,6 +132,7 @@ def test_fp16_blocks_match_nvidias_own_fp16_forward():
     from pathlib import Path
 
     import fixture_pack
+
     from stylegan_blend.networks import Discriminator, Generator, set_fp16_mode
 
     data = Path(__file__).parent / "data" / "nvidia"

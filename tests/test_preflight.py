@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_training import TINY_MODEL
 
 
@@ -45,14 +44,14 @@ TINY = [*TINY_MODEL, "trainer.accelerator=cpu",
 def _cfg(*overrides):
     from hydra import compose, initialize_config_dir
 
-    from stylegan_blend.train import CONF_DIR
+    from stylegan_blend.app.train import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="train", overrides=TINY + list(overrides))
 
 
 def _problems(cfg, run_dir=None) -> list[str]:
-    from stylegan_blend.preflight import ConfigErrors, check_training_config
+    from stylegan_blend.app.preflight import ConfigErrors, check_training_config
 
     try:
         check_training_config(cfg, run_dir)
@@ -137,7 +136,7 @@ def test_all_problems_at_once(tmp_path):
 
 
 def test_warnings_empty_val_split_and_small_noisy_finetune(data, data_noval, base_file):
-    from stylegan_blend.preflight import check_training_config
+    from stylegan_blend.app.preflight import check_training_config
 
     w = check_training_config(_cfg(f"data.path={data_noval}"))
     assert len(w) == 1 and "val split is empty" in w[0]
@@ -155,7 +154,7 @@ def test_warnings_empty_val_split_and_small_noisy_finetune(data, data_noval, bas
 def test_swap_presets_scale_with_the_model(data, base_file, res, grid, want):
     from omegaconf import OmegaConf
 
-    from stylegan_blend.preflight import swap_points
+    from stylegan_blend.blending.swap import swap_points
 
     cfg = _cfg(f"sweep={grid}", f"model.resolution={res}", f"data.path={data}", f"blend.base={base_file}")
     got = OmegaConf.to_container(cfg.blend, resolve=True)["swap_res"]
@@ -163,8 +162,8 @@ def test_swap_presets_scale_with_the_model(data, base_file, res, grid, want):
 
 
 def test_swap_points_are_the_blocks_below_the_output():
+    from stylegan_blend.blending.swap import swap_points
     from stylegan_blend.networks import Generator
-    from stylegan_blend.preflight import swap_points
 
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=1),
                   synthesis_kwargs=dict(channel_base=64, channel_max=8))
@@ -174,7 +173,7 @@ def test_swap_points_are_the_blocks_below_the_output():
 def test_bad_swap_grid_fails_before_wandb_or_run_folder(tmp_path, data, base_file):
     """Seen 5: the swap check ran ~25 s in, after W&B and the reference features; now nothing starts."""
     run = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={data}", *TINY, "logger=wandb",
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", f"data.path={data}", *TINY, "logger=wandb",
                         f"blend.base={base_file}", "blend.swap_res=[32]", "trainer.max_epochs=abc",
                         f"paths.output_dir={run}"], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "WANDB_MODE": "offline"})
@@ -189,9 +188,39 @@ def test_output_dir_that_is_a_file_is_one_line_before_hydra_creates_it(tmp_path,
     """Hydra itself creates the run folder before the task starts; a file there used to end in a traceback."""
     f = tmp_path / "taken"
     f.write_text("not a folder")
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={data}", *TINY,
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", f"data.path={data}", *TINY,
                         f"paths.output_dir={f}"], capture_output=True, text=True, timeout=300)
     err = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 1 and len(err) == 1, r.stderr
     assert err[0] == f"error: paths.output_dir={f}: {f} is a file, not a folder; expected a folder the run can write"
     assert f.read_text() == "not a folder"
+
+
+@pytest.fixture(scope="module")
+def data30(tmp_path_factory) -> Path:
+    from stylegan_blend.data.prepare import prepare_images
+
+    dst = tmp_path_factory.mktemp("data16x30")
+    prepare_images(_images(tmp_path_factory.mktemp("raw30"), n=30), dst, resolution=16, val_fraction=0.0)
+    return dst
+
+
+def test_the_batch_per_device_is_checked_against_the_minibatch_stddev_group(data30, tmp_path):
+    """train.batch_size is the total over the devices: 12 on 2 devices gives each D 6 images, which its group of 4
+    does not divide, though the total 12 would pass. One check, knowing the device count."""
+    group = ["train.mbstd_group_size=4", "train.batch_size=12"]
+    assert _problems(_cfg(f"data.path={data30}", *group), tmp_path / "run") == []  # one device: 12 = 3 groups
+    (p,) = _problems(_cfg(f"data.path={data30}", *group, "trainer.devices=2"), tmp_path / "run")
+    assert "batch of 6 images per process (2 processes)" in p and "minibatch-stddev group 4" in p
+    (p,) = _problems(_cfg(f"data.path={data30}", *group, "trainer.devices=[0,1,2,3,4]"), tmp_path / "run")
+    assert "train.batch_size=12 is the total batch over 5 processes and does not divide by 5" in p
+
+
+def test_batch_12_on_2_devices_is_refused_before_anything_is_created(data30, tmp_path):
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", f"data.path={data30}", *TINY,
+                        "train.mbstd_group_size=4", "train.batch_size=12", "trainer.devices=2",
+                        f"paths.output_dir={run}"], capture_output=True, text=True, timeout=300)
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 1 and len(err) == 1 and err[0].startswith("error: batch of 6 images per process"), r.stderr
+    assert not run.exists()  # refused before Hydra made the run folder: no .hydra, no checkpoints, no logger

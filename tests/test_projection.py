@@ -13,9 +13,18 @@ from PIL import Image, ImageDraw
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Discriminator, Generator
 from stylegan_blend.projection.align import align_face, alignment_quad, center_crop
-from stylegan_blend.projection.project import (PyramidLoss, load_lpips, load_w, lr_schedule,
-                                               noise_regularisation, project, render, save_w, target_to_tensor,
-                                               w_statistics)
+from stylegan_blend.projection.project import (
+    PyramidLoss,
+    load_lpips,
+    load_w,
+    lr_schedule,
+    noise_regularisation,
+    project,
+    render,
+    save_w,
+    target_to_tensor,
+    w_statistics,
+)
 
 TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
               synthesis_kwargs=dict(channel_base=256, channel_max=32))
@@ -301,7 +310,7 @@ def nets(tmp_path_factory):
 
 
 def run_cli(argv, capsys):
-    from stylegan_blend.cli import main
+    from stylegan_blend.app.cli import main
     code = main([str(a) for a in argv])
     return code, capsys.readouterr()
 
@@ -349,7 +358,7 @@ def test_stylize_run_row_over_swap_resolutions(nets, tmp_path, capsys):
 def test_stylize_prints_identity_to_the_input(nets, tmp_path, capsys):
     """32 px -> the proxy: each render's (1 - Pearson r of 16x16 RGB thumbnails) / 2 to the input crop, and that
     over the base model's mean distance between seeds 0-99, recomputed here with NumPy."""
-    from stylegan_blend.sampling import generate_images
+    from stylegan_blend.networks.sampling import generate_images
 
     w = torch.randn(nets["base"].num_ws, nets["base"].w_dim)
     save_w(tmp_path / "w.npz", w)

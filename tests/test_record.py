@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-
 from test_training import _cfg, _fit, dataset  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +28,7 @@ def test_training_options_and_stats_jsonl(tmp_path, dataset):  # noqa: F811
     opts = _strict((out / "training_options.json").read_text())
     from omegaconf import OmegaConf
 
-    import stylegan_blend.train  # noqa: F401  (registers the config's resolvers)
+    import stylegan_blend.app.train  # noqa: F401  (registers the config's resolvers)
 
     saved = OmegaConf.to_container(OmegaConf.load(out / ".hydra" / "config.yaml"), resolve=True)
     assert opts["config"] == saved and opts["config"]["data"]["resolution"] == 16  # resolved, as the run used it
@@ -50,7 +48,7 @@ def test_training_options_and_stats_jsonl(tmp_path, dataset):  # noqa: F811
 def test_posthoc_eval_of_a_mistyped_run_dir_creates_nothing(tmp_path):
     """Seen 8: a mistyped run_dir for stylegan-blend-eval created that folder."""
     typo = tmp_path / "outputs" / "demo" / "2026-01-01_typo"
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.evaluate_run", f"run_dir={typo}"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.evaluate", f"run_dir={typo}"], capture_output=True,
                        text=True, timeout=120, cwd=tmp_path)
     err = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 1 and len(err) == 1 and err[0].startswith(f"error: run_dir={typo}: not found"), r.stderr

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylegan_blend.cli import main
+from stylegan_blend.app.cli import main
 from stylegan_blend.errors import UserError
-from stylegan_blend.reporting import best_cells, build_report
-from stylegan_blend.reporting.rundir import METRICS_COLUMNS
+from stylegan_blend.reporting.report import build_report
+from stylegan_blend.reporting.scores import best_cells
+from stylegan_blend.run.tables import METRICS_REQUIRED as METRICS_COLUMNS
 
 EPOCHS = {2: 4.0, 4: 8.0, 6: 12.0}  # epoch -> kimg
 # kid per (epoch, cell). Hand-picked so that per-epoch winners differ and `none` (a reference) is lowest.
@@ -214,9 +215,7 @@ def test_report_selection_by_rule(tmp_path, capsys, monkeypatch):
     """Overall front (by hand): e6·s64, e4·s32, e6·s16, e4·s16, e2·s16. Scaled to [0, 1] over the run
     (kid 0.11..0.30, identity 0.10..0.60) they sit at (0, 1), (.053, .4), (.474, .3), (.579, .1), (1, 0);
     the farthest from x + y = 1 is e4·s32 (1 − 0.453), the knee. The one-sided kid minimum is e6·s64."""
-    from stylegan_blend.reporting import sheet
-
-    from stylegan_blend.reporting import figures
+    from stylegan_blend.reporting import figures, sheet
 
     drawn, row_labels, heatmaps = [], [], []  # the title and row labels of every sheet; the heatmaps' axes
     real, real_heatmap = sheet.comparison_sheet, figures.heatmap
@@ -309,7 +308,6 @@ def _n_rows(path) -> int:
 
 
 def test_comparison_sheets_per_checkpoint_and_best_cells(tmp_path):
-    from stylegan_blend.reporting.sheet import sheet_layout
 
     run = make_run(tmp_path)
     build_report([run])
@@ -337,7 +335,7 @@ def test_comparison_sheets_per_checkpoint_and_best_cells(tmp_path):
 
 def test_run_labels_are_the_swept_keys_and_best_of_all_runs_is_marked(tmp_path):
     from stylegan_blend.reporting.report import run_labels
-    from stylegan_blend.reporting.rundir import load_run
+    from stylegan_blend.run.reader import load_run
 
     # both runs have identity scores; b's style distances are a's halved, so its knee pick (the same cell,
     # e4·s32) dominates a's and the rule prefers it

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylegan_blend.reporting import build_report
-from stylegan_blend.reporting.rundir import METRICS_COLUMNS
+from stylegan_blend.reporting.report import build_report
+from stylegan_blend.run.tables import METRICS_REQUIRED as METRICS_COLUMNS
 
 CELLS = (["base"] + [f"swap{r}_{d}" for d in ("low_base", "low_tuned") for r in (4, 8, 16, 32, 64)] + ["none"])
 EPOCHS = (5, 10, 15)

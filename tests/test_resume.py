@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from test_training import TINY_MODEL, dataset  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +17,7 @@ TINY = [*TINY_MODEL, "logger=none", "augment=none",
 
 def _train(cwd: Path, *args):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "stylegan_blend.train", *TINY, *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", *TINY, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from stylegan_blend.errors import UserError
 from stylegan_blend.networks import Generator
-from stylegan_blend.sampling import generate_images, parse_seeds, to_uint8, z_from_seed
+from stylegan_blend.networks.sampling import generate_images, parse_seeds, to_uint8, z_from_seed
 
 TINY_G = dict(z_dim=32, c_dim=0, w_dim=32, img_resolution=32, img_channels=3,
               mapping_kwargs=dict(num_layers=2), synthesis_kwargs=dict(channel_base=256, channel_max=32))

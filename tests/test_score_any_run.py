@@ -4,15 +4,15 @@ import copy
 import csv
 from pathlib import Path
 
+import fixture_pack
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import fixture_pack
-from stylegan_blend.errors import UserError
-from stylegan_blend.evaluate_run import checkpoint_key, outside_main
 from test_checkpoints import write_nvidia_style_pickle
+
+from stylegan_blend.app.evaluate import checkpoint_key, outside_main
+from stylegan_blend.errors import UserError
 
 DATA = Path(__file__).parent / "data" / "nvidia"
 
@@ -21,7 +21,6 @@ DATA = Path(__file__).parent / "data" / "nvidia"
 def outside(tmp_path_factory):
     from stylegan_blend.checkpoints import save_network
     from stylegan_blend.data.prepare import prepare_images
-
     from stylegan_blend.networks import Discriminator, Generator
 
     root = tmp_path_factory.mktemp("outside")

@@ -129,7 +129,7 @@ def test_bad_rules(bad):
 def test_bad_rule_in_the_training_config_fails_before_training(tmp_path):
     from test_training import _cfg
 
-    from stylegan_blend.train import train
+    from stylegan_blend.app.train import train
 
     for bad, match in (("selection=weighted selection.param=1.5", "must be in"), ("selection.rule=best", "best")):
         cfg = _cfg(tmp_path / "run", tmp_path / "no-data", *bad.split())
@@ -141,7 +141,7 @@ def test_bad_rule_in_the_training_config_fails_before_training(tmp_path):
 def test_report_says_when_no_cell_satisfies_the_rule(tmp_path):
     from test_report import IDL, KID, make_run
 
-    from stylegan_blend.reporting import build_report
+    from stylegan_blend.reporting.report import build_report
 
     run = make_run(tmp_path, metrics=(("kid", KID), ("idloss_proxy", IDL)))
     html = build_report([run], rule="min_identity=0.95").read_text()

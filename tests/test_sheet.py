@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stylegan_blend.reporting.sheet import (BACKGROUND, GAP, MARK, PAD, comparison_sheet, sheet_layout,
-                                            upscale_factor, wrap)
+from stylegan_blend.reporting.sheet import (
+    BACKGROUND,
+    GAP,
+    MARK,
+    PAD,
+    comparison_sheet,
+    sheet_layout,
+    upscale_factor,
+    wrap,
+)
 
 
 def _tiles(n_rows, n_cols, native=8, seed=0):

@@ -13,7 +13,7 @@ import pytest
     ("/abs/path/to/data/anime", "anime"), ("data/animation/", "animation"), ("[16,32,64]", "16-32-64"),
     ("0.0012345678", "0.001235"), ("ada", "ada"), ("7", "7"), ("null", "null")])
 def test_values_are_shortened_readably(value, short):
-    from stylegan_blend.hydra_callbacks import _short_value
+    from stylegan_blend.app.hydra_hooks import _short_value
 
     assert _short_value(value) == short
 
@@ -21,7 +21,7 @@ def test_values_are_shortened_readably(value, short):
 def test_job_name_keeps_only_swept_keys_and_disambiguates_tails(tmp_path):
     import json
 
-    from stylegan_blend.hydra_callbacks import SWEPT_FILE, job_name
+    from stylegan_blend.app.hydra_hooks import SWEPT_FILE, job_name
 
     (tmp_path / SWEPT_FILE).write_text(json.dumps(["data.resolution", "model.resolution", "augment"]))
     name = job_name(3, tmp_path, ["data.path=/x/y/anime", "data.resolution=16", "model.resolution=16",
@@ -30,7 +30,7 @@ def test_job_name_keeps_only_swept_keys_and_disambiguates_tails(tmp_path):
 
 
 def test_swept_keys_from_command_line_and_sweeper_params():
-    from stylegan_blend.hydra_callbacks import swept_keys
+    from stylegan_blend.app.hydra_hooks import swept_keys
 
     keys = swept_keys(["sweep=epochs_x_swap,swap_grid", "data.path=x", "train.g_lr=range(1,3)", "seed=1"],
                       {"augment": "ada,diffaug"})
@@ -38,7 +38,7 @@ def test_swept_keys_from_command_line_and_sweeper_params():
 
 
 def _tiny(*extra):
-    return [sys.executable, "-m", "stylegan_blend.train", "-m", "model.resolution=16",
+    return [sys.executable, "-m", "stylegan_blend.app.train", "-m", "model.resolution=16",
             "model.D_kwargs.epilogue_kwargs.mbstd_group_size=2", "train.batch_size=4", "trainer.max_epochs=1",
             "logger=none", "callbacks.blend_eval=false", *extra]
 
@@ -67,7 +67,7 @@ def test_data_x_augment_takes_its_datasets_from_the_command_line(tmp_path):
     """Seen 5: the preset hard-coded data/anime and data/animation."""
     from hydra import compose, initialize_config_dir
 
-    from stylegan_blend.train import CONF_DIR
+    from stylegan_blend.app.train import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         c = compose(config_name="train", overrides=["sweep=data_x_augment"], return_hydra_config=True)

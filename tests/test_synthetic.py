@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylegan_blend.cli import main
+from stylegan_blend.app.cli import main
 from stylegan_blend.data.datamodule import StyleGANDataModule
 from stylegan_blend.data.folder import read_manifest
 from stylegan_blend.data.synthetic import image_rng, render_face, write_domain

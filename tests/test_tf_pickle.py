@@ -21,8 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
+from stylegan_blend.app.cli import main
 from stylegan_blend.checkpoints import load_network, save_network
-from stylegan_blend.cli import main
 from stylegan_blend.errors import UserError
 
 DATA = Path(__file__).parent / "data" / "tf_pickle"
@@ -319,8 +319,8 @@ def test_inspect_blend_and_init_from_take_tf_pickles(tmp_path, capsys):
 
 
 def test_eval_scores_a_folder_of_tf_snapshots(tmp_path, capsys):
+    from stylegan_blend.app.evaluate import outside_main
     from stylegan_blend.data.prepare import prepare_images
-    from stylegan_blend.evaluate_run import outside_main
 
     snaps = tmp_path / "snapshots"
     snaps.mkdir()

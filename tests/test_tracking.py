@@ -5,7 +5,6 @@ Read back from the offline run files W&B writes (tests/wandb_records.py), not fr
 from __future__ import annotations
 
 import pytest
-
 from test_training import _cfg, _fit, dataset  # noqa: F401  (fixture)
 from wandb_records import offline_runs
 
@@ -57,7 +56,7 @@ def test_resume_continues_the_same_wandb_run(tmp_path, dataset):  # noqa: F811
 
 def test_environment_wandb_mode_wins_over_the_config(tmp_path, dataset, monkeypatch):  # noqa: F811
     """Seen 7: WANDB_MODE in the environment had no effect (the config's mode won)."""
-    from stylegan_blend.tracking import wandb_mode
+    from stylegan_blend.app.tracking import wandb_mode
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode("offline") == "disabled"

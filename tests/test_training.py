@@ -352,7 +352,7 @@ TINY_OVERRIDES = [
 def _cfg(out: Path, data: Path, *overrides: str):
     from hydra import compose, initialize_config_dir
 
-    from stylegan_blend.train import CONF_DIR
+    from stylegan_blend.app.train import CONF_DIR
 
     base = [f"data.path={data}", *TINY_OVERRIDES, f"paths.output_dir={out}"]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
@@ -380,7 +380,7 @@ def _fit(cfg, extra_callbacks=()):
     """train() with extra callbacks injected (the entry point itself takes none)."""
     import pytorch_lightning as pl
 
-    from stylegan_blend import train as train_mod
+    from stylegan_blend.app import train as train_mod
 
     orig = pl.Trainer.__init__
 
@@ -497,7 +497,7 @@ def test_nonfinite_losses_stop_the_run_naming_the_phase(tmp_path, dataset):
 
 
 def test_cli_resolution_mismatch_is_one_line(tmp_path, dataset):
-    r = subprocess.run([sys.executable, "-m", "stylegan_blend.train", f"data.path={dataset}", "model=tiny",
+    r = subprocess.run([sys.executable, "-m", "stylegan_blend.app.train", f"data.path={dataset}", "model=tiny",
                         "trainer.max_epochs=1", "logger=none", f"paths.output_dir={tmp_path / 'run'}",
                         "callbacks.blend_eval=false"], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0

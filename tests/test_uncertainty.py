@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from stylegan_blend.reporting.rundir import parse_metric_row
+from stylegan_blend.run.tables import parse_metric_row
 from stylegan_blend.selection import select_rows
 from stylegan_blend.selection.uncertainty import seed_counts
 

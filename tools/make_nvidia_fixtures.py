@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
 import fixture_pack  # noqa: E402 - tests/fixture_pack.py, shared with the tests
 from fixture_pack import on_grid, pack, pack_state  # noqa: E402
+
 from stylegan_blend.networks import PAPER256_D_KWARGS, PAPER256_G_KWARGS  # noqa: E402
 
 G_CASES = {
@@ -496,6 +497,7 @@ def aug_input(shape, seed: int) -> torch.Tensor:
 
 def make_augment(nvidia_dir: str, out: Path, seed: int = 400) -> None:
     import inspect  # noqa: PLC0415
+
     from training import augment  # noqa: PLC0415 - NVIDIA's, importable once import_nvidia put it on the path
     presets = augpipe_presets(nvidia_dir)
     cases = []

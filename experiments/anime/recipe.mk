@@ -10,12 +10,12 @@ anime-prepare: $(STAMP)
 anime-train: $(STAMP)
 	$(call need,FFHQ_PKL,NVIDIA ffhq-res256-mirror-paper256-noaug.pkl or any supported 256 px checkpoint)
 	@test -f "$(ANIME_DIR)/manifest.json" || { echo "error: set ANIME_DIR=<folder made by make anime-prepare> ($(ANIME_DIR) has no manifest.json)" >&2; exit 1; }
-	$(PY) -m stylegan_blend.train experiment=anime paths.ffhq_pkl="$(FFHQ_PKL)" data.path="$(ANIME_DIR)" $(ARGS)
+	$(PY) -m stylegan_blend.app.train experiment=anime paths.ffhq_pkl="$(FFHQ_PKL)" data.path="$(ANIME_DIR)" $(ARGS)
 
 anime-sweep: $(STAMP)
 	$(call need,FFHQ_PKL,NVIDIA ffhq-res256-mirror-paper256-noaug.pkl or any supported 256 px checkpoint)
 	@test -f "$(ANIME_DIR)/manifest.json" || { echo "error: set ANIME_DIR=<folder made by make anime-prepare> ($(ANIME_DIR) has no manifest.json)" >&2; exit 1; }
-	$(PY) -m stylegan_blend.train -m experiment=anime paths.ffhq_pkl="$(FFHQ_PKL)" data.path="$(ANIME_DIR)" augment=ada,diffaug $(ARGS)
+	$(PY) -m stylegan_blend.app.train -m experiment=anime paths.ffhq_pkl="$(FFHQ_PKL)" data.path="$(ANIME_DIR)" augment=ada,diffaug $(ARGS)
 
 anime-report: $(STAMP)
 	@runs=$$(ls -d outputs/anime/*/ multirun/anime/*/*/ 2>/dev/null); test -n "$$runs" || { echo "error: no anime runs under outputs/anime or multirun/anime; run make anime-train first" >&2; exit 1; }; \

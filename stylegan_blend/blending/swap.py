@@ -48,15 +48,32 @@ def check_mapping(mapping: str) -> None:
         raise UserError(f"mapping {mapping!r}: expected one of {', '.join(MAPPING_CHOICES)}")
 
 
-def check_swap_res(swap_res: int, block_resolutions: list[int]) -> None:
-    """Valid swap resolutions are the blocks that still have a block above them: 4 ... R/2."""
-    valid = sorted(block_resolutions)[:-1]
+def swap_points(resolution: int) -> list[int]:
+    """The valid swap resolutions of a generator of `resolution` px: the blocks that still have a block above
+    them, 4 ... R/2."""
+    return [2 ** k for k in range(2, int(resolution).bit_length() - 1)]
+
+
+def relative_swap_points(resolution: int, count: int, top_divisor: int) -> list[int]:
+    """`count` swap points going down from resolution/top_divisor, stopping at 4 px (ascending): a grid that fits
+    any model. The seed study's 16/32/64 at 256 px is (3, 4); the same preset at 32 px gives 4/8."""
+    res, count, top = int(resolution), int(count), int(top_divisor)
+    out, r = [], res // top
+    while len(out) < count and r >= 4:
+        out.append(r)
+        r //= 2
+    return sorted(out)
+
+
+def check_swap_res(swap_res: int, resolution: int) -> None:
+    """One UserError line unless `swap_res` is a swap point of a `resolution` px generator (`swap_points`)."""
+    valid = swap_points(resolution)
     if not valid:
-        raise UserError(f"swap resolution {swap_res}: the generator has only the {block_resolutions[0]} px block, "
+        raise UserError(f"swap resolution {swap_res}: the generator has only the {resolution} px block, "
                         "nothing to swap")
     if swap_res not in valid:
         raise UserError(f"swap resolution {swap_res!r}: expected a power of two among "
-                        f"{', '.join(map(str, valid))} (the generator's blocks below {max(block_resolutions)} px)")
+                        f"{', '.join(map(str, valid))} (the generator's blocks below {resolution} px)")
 
 
 def block_resolutions_of(state_dict: dict) -> list[int]:
@@ -97,7 +114,7 @@ def blend_state_dicts(low_sd: dict, high_sd: dict, swap_res: int, width: float =
     check_width(width)
     check_mapping(mapping)
     check_same_architecture(low_sd, high_sd)
-    check_swap_res(swap_res, block_resolutions_of(low_sd))
+    check_swap_res(swap_res, max(block_resolutions_of(low_sd)))
     out = {}
     for key, low in low_sd.items():
         high = high_sd[key].to(low.device)

@@ -24,7 +24,9 @@ import torch
 
 from ..errors import UserError
 from ..networks import Discriminator, Generator
-from .network import Network, atomic_write
+from ..run.files import atomic_write
+from .network import Network
+from .rosinality import nvidia_to_rosinality_D, nvidia_to_rosinality_G
 
 NVIDIA_MODULE = "training.networks"
 
@@ -105,8 +107,6 @@ def _rosinality_channels(multiplier: int) -> dict[int, int]:
 
 
 def write_rosinality(net: Network, path) -> list[str]:
-    from .rosinality import nvidia_to_rosinality_D, nvidia_to_rosinality_G
-
     G, D, G_ema, notes = complete(net)
     kw = G_ema.init_kwargs
     channels = {b.resolution: b.out_channels for b in G_ema.synthesis.blocks()}

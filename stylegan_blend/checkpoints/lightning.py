@@ -1,7 +1,7 @@
 """Checkpoints written by our trainer (Lightning `.ckpt`): networks under `G.`, `G_ema.`, `D.` in `state_dict`."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import UserError
 from ..networks import Discriminator, Generator

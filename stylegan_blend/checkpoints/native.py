@@ -1,13 +1,14 @@
 """Our network file: torch.save of plain containers only, so `torch.load(weights_only=True)` reads it."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
 from ..errors import UserError
 from ..networks import Discriminator, Generator
-from .network import Network, atomic_write, build, plain
+from ..run.files import atomic_write
+from .network import Network, build, plain
 
 FORMAT_TAG = "stylegan_blend.network"
 VERSION = 1

@@ -1,11 +1,10 @@
-"""The loaded-network record and the two steps every format shares: rebuild from kwargs, write atomically."""
+"""The loaded-network record and the step every format shares: rebuild the networks from kwargs + state dict."""
 from __future__ import annotations
 
-import os
-import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,49 +92,3 @@ def build(cls: Callable[..., nn.Module], kwargs: Mapping,
     with torch.no_grad():
         module.load_state_dict(dict(state), strict=True)
     return module.eval()
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path, write: Callable[[Any], None]) -> Path:
-    """Call `write(file)` on a temp file beside `path`, then rename over it, so readers never see half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except (FileExistsError, NotADirectoryError):
-        raise UserError(f"cannot write {path}: {path.parent} is not a folder") from None
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the result the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    return path
-
-
-def write_text_atomic(path, text: str) -> Path:
-    return atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def file_sha256(path) -> str:
-    """SHA-256 of a file's bytes: what metrics.csv rows record to name the network they scored."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

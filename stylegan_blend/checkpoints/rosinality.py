@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 

@@ -12,7 +12,16 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import UserError
-from .folder import DECODE_ERRORS, IMAGE_EXTENSIONS, MANIFEST_NAME, read_manifest, sha256_file, to_rgb
+from ..run.files import file_sha256
+from .folder import DECODE_ERRORS, MANIFEST_NAME, read_manifest, to_rgb
+
+
+def per_process_batch(batch_size: int, world_size: int) -> int:
+    """Images per step of each of `world_size` processes: `batch_size` is the total over them (NVIDIA's --batch)."""
+    if batch_size % world_size:
+        raise UserError(f"train.batch_size={batch_size} is the total batch over {world_size} processes and "
+                        f"does not divide by {world_size}; use a multiple of {world_size}")
+    return batch_size // world_size
 
 
 def _load_uint8(path: Path) -> np.ndarray:
@@ -108,11 +117,7 @@ class StyleGANDataModule(pl.LightningDataModule):
         self.batch_per_process = self.batch_size
 
     def setup(self, stage: str) -> None:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise UserError(f"train.batch_size={self.batch_size} is the total batch over {world} processes and "
-                            f"does not divide by {world}; use a multiple of {world}")
-        self.batch_per_process = self.batch_size // world
+        self.batch_per_process = per_process_batch(self.batch_size, self.trainer.world_size if self.trainer else 1)
 
     def _scan(self) -> tuple[list[Path], list[Path]]:
         expected = "a folder made by `stylegan-blend prepare images|video|synthetic`"
@@ -156,7 +161,7 @@ class StyleGANDataModule(pl.LightningDataModule):
         """sha256 over the sorted hashes of the train PNG files: names, order and val split don't matter,
         any changed pixel does. Key for cached reference statistics (FID stats etc.)."""
         if self._content_hash is None:
-            digests = sorted(sha256_file(f) for f in self.train_files)
+            digests = sorted(file_sha256(f) for f in self.train_files)
             self._content_hash = hashlib.sha256("\n".join(digests).encode()).hexdigest()
         return self._content_hash
 

@@ -20,13 +20,13 @@ import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import UserError
+from ..run.files import TEMP_SUFFIX, write_bytes_atomic
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "stylegan_blend.dataset"
@@ -34,7 +34,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CROP_MODES = ("center", "none")
 # What Pillow raises on a corrupt, truncated or unsupported file (some plugins raise SyntaxError/EOFError).
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-_TMP_SUFFIX = ".sgb-tmp"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,11 +106,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def decode_image(data: bytes) -> Image.Image:
     """Fully decode (so truncation surfaces here, not later) and apply the EXIF orientation."""
     img = Image.open(io.BytesIO(data))
@@ -141,29 +135,17 @@ def square_resize(img: Image.Image, resolution: int, crop: str = "center") -> Im
     raise UserError(f"crop {crop!r}: expected one of {', '.join(CROP_MODES)}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, then rename: an interrupted run never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_png(img: Image.Image | np.ndarray, path: Path) -> None:
     if isinstance(img, np.ndarray):
         img = Image.fromarray(img, "RGB")
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def remove_stale_temps(folder: Path) -> None:
-    """Temp files only an interrupted run of ours can have left (our own suffix, nothing else)."""
-    for tmp in folder.glob(f".*{_TMP_SUFFIX}"):
+    """Temp files only an interrupted write of ours can have left (`.<name>.<random>.tmp`, nothing else)."""
+    for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
         tmp.unlink(missing_ok=True)
 
 
@@ -195,7 +177,7 @@ def write_dataset(folder: Path, manifest: Manifest, previous: Manifest | None) -
     data = (json.dumps(payload, indent=1) + "\n").encode()
     path = folder / MANIFEST_NAME
     if not (path.is_file() and path.read_bytes() == data):  # an unchanged re-run touches nothing
-        atomic_write_bytes(path, data)
+        write_bytes_atomic(path, data)
     keep = {e.file for e in manifest.entries}
     removed = sorted({e.file for e in previous.entries} - keep) if previous else []
     for name in removed:

@@ -12,9 +12,24 @@ from rich.console import Console
 from rich.progress import track
 
 from ..errors import UserError
-from .folder import (DECODE_ERRORS, IMAGE_EXTENSIONS, Entry, PrepareReport, check_resolution,
-                     check_val_fraction, decode_image, finish, read_manifest, remove_stale_temps,
-                     reusable_entries, save_png, sha256_bytes, square_resize, to_rgb, walk_files)
+from .folder import (
+    DECODE_ERRORS,
+    IMAGE_EXTENSIONS,
+    Entry,
+    PrepareReport,
+    check_resolution,
+    check_val_fraction,
+    decode_image,
+    finish,
+    read_manifest,
+    remove_stale_temps,
+    reusable_entries,
+    save_png,
+    sha256_bytes,
+    square_resize,
+    to_rgb,
+    walk_files,
+)
 
 
 def source_files(src: Path, dst: Path, report: PrepareReport | None = None) -> list[Path]:

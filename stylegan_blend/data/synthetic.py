@@ -22,8 +22,17 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..errors import UserError
-from .folder import (Entry, PrepareReport, check_resolution, check_val_fraction, finish, read_manifest,
-                     remove_stale_temps, save_png, sha256_bytes)
+from .folder import (
+    Entry,
+    PrepareReport,
+    check_resolution,
+    check_val_fraction,
+    finish,
+    read_manifest,
+    remove_stale_temps,
+    save_png,
+    sha256_bytes,
+)
 
 DOMAINS = ("photo", "toon")
 

@@ -17,8 +17,18 @@ from rich.console import Console
 from rich.progress import track
 
 from ..errors import UserError
-from .folder import (Entry, PrepareReport, check_resolution, check_val_fraction, finish, read_manifest,
-                     reusable_entries, save_png, sha256_file, square_resize)
+from ..run.files import file_sha256
+from .folder import (
+    Entry,
+    PrepareReport,
+    check_resolution,
+    check_val_fraction,
+    finish,
+    read_manifest,
+    reusable_entries,
+    save_png,
+    square_resize,
+)
 from .prepare import check_folders, source_files
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -172,7 +182,7 @@ def prepare_video(src, dst, resolution: int = 256, frames_per_clip: int | None =
             report.ignored.append(rel)
             continue
         try:
-            sha = sha256_file(path)
+            sha = file_sha256(path)
         except OSError as exc:
             report.unreadable.append((rel, exc.strerror or type(exc).__name__))
             continue

@@ -130,7 +130,7 @@ def _read_details(s: _Stream, kind: str) -> dict:
     if kind == "con" and tag in ("con_4", "con_5", "con_6"):
         params = s.tensor().ravel()
         n, kh, kw, sy, sx, py, px = (s.int() for _ in range(7))
-        fshape, bshape = s.shape(), s.shape()
+        fshape, _bshape = s.shape(), s.shape()
         for _ in range(4):
             s.float()  # learning-rate and weight-decay multipliers
         use_bias = s.bool() if tag in ("con_5", "con_6") else True
@@ -261,7 +261,7 @@ class DlibFaceNet(nn.Module):
             x = block(x)
         return self.fc(x.mean(dim=(2, 3)))
 
-    def load_dlib(self, layers: list[tuple[str, dict]]) -> "DlibFaceNet":
+    def load_dlib(self, layers: list[tuple[str, dict]]) -> DlibFaceNet:
         """Copy the layers read from the .dat, checking every shape and stride against this module."""
         convs = [self.stem] + [c for b in self.blocks for c in (b.conv1, b.conv2)]
         affines = ([(self.stem_scale, self.stem_shift)]

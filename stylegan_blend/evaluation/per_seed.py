@@ -21,18 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.folder import read_manifest
 from ..errors import UserError
+from ..run.files import write_bytes_atomic
+from ..run.layout import cell_scores_path, reference_scores_path
 from .distances import feature_stats, frechet_resampled, kernel_moments, kid_resampled
-
-SCORES_DIR = "scores"
-
-
-def cell_file(run_dir, epoch: int, cell: str) -> Path:
-    return Path(run_dir) / SCORES_DIR / f"epoch={int(epoch):04d}" / f"{cell}.npz"
-
-
-def reference_file(run_dir, extractor: str) -> Path:
-    return Path(run_dir) / SCORES_DIR / f"reference_{extractor}.npz"
 
 
 def fingerprint(features: np.ndarray) -> str:
@@ -40,11 +33,9 @@ def fingerprint(features: np.ndarray) -> str:
 
 
 def _save(path: Path, arrays: dict) -> None:
-    from ..checkpoints.network import atomic_write
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    write_bytes_atomic(path, buf.getvalue())
 
 
 class StyleReference:
@@ -62,7 +53,7 @@ class StyleReference:
 
     def write(self, run_dir) -> Path:
         """The reference's summary, unless the run folder already holds this very reference."""
-        path = reference_file(run_dir, self.extractor)
+        path = reference_scores_path(run_dir, self.extractor)
         if path.is_file():
             try:
                 with np.load(path) as old:
@@ -86,7 +77,7 @@ def write_cell(run_dir, epoch: int, cell: str, style_features: np.ndarray, refer
     meta = dict(epoch=int(epoch), cell=cell, network_sha256=network_sha256 or "", style_extractor=reference.extractor,
                 identity_extractor=identity_extractor or "", reference=reference.id, reference_split=reference.split)
     arrays["meta"] = np.array(json.dumps(meta))
-    path = cell_file(run_dir, epoch, cell)
+    path = cell_scores_path(run_dir, epoch, cell)
     _save(path, arrays)
     return path
 
@@ -116,7 +107,7 @@ class RunSeedData:
     def _cell(self, epoch: int, cell: str):
         k = (epoch, cell)
         if k not in self._cells:
-            path = cell_file(self.run_dir, epoch, cell)
+            path = cell_scores_path(self.run_dir, epoch, cell)
             data = None
             if path.is_file():
                 try:
@@ -130,7 +121,7 @@ class RunSeedData:
 
     def _reference(self, extractor: str):
         if extractor not in self._refs:
-            path = reference_file(self.run_dir, extractor)
+            path = reference_scores_path(self.run_dir, extractor)
             try:
                 with np.load(path) as f:
                     self._refs[extractor] = {name: f[name] for name in f.files}
@@ -208,8 +199,6 @@ class RunSeedData:
 def style_reference_split(data_dir, min_val: int) -> tuple[str, str]:
     """("val" | "train", why): style is scored against the held-out split when it has at least `min_val` images
     (a generator that copies its training images then scores no better for it), else against train."""
-    from ..data.folder import read_manifest
-
     try:
         manifest = read_manifest(Path(data_dir))
     except UserError:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from ..data.folder import DECODE_ERRORS, IMAGE_EXTENSIONS, MANIFEST_NAME, read_manifest, to_rgb
 from ..errors import UserError
+from ..run.files import write_bytes_atomic
 from .extractors import FeatureExtractor
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,6 @@ def reference_features(extractor: FeatureExtractor, data_dir, resolution: int, c
 
 
 def _save_atomic(path: Path, feats: np.ndarray, key_src: dict) -> None:
-    from ..checkpoints.network import atomic_write  # temp + rename with the umask's permissions
-
     buf = io.BytesIO()
     np.savez(buf, features=feats, key=json.dumps(key_src, sort_keys=True))
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    write_bytes_atomic(path, buf.getvalue())

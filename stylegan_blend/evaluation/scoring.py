@@ -7,8 +7,10 @@ import sys
 import numpy as np
 
 from ..errors import UserError
+from ..networks.sampling import generate_images
 from .distances import density_coverage, feature_stats, frechet_distance, kernel_distance
 from .extractors import FeatureExtractor
+from .identity import identity_scores
 
 log = logging.getLogger(__name__)
 DENSITY_K = 5  # Naeem et al.'s k for density/coverage
@@ -46,8 +48,6 @@ def score(gen_features: np.ndarray, ref_features: np.ndarray, extractor: Feature
 
 def _image_chunks(G, num_gen: int, seeds_start: int, batch_size: int, chunk: int, truncation_psi: float,
                   noise_mode: str, device):
-    from ..sampling import generate_images
-
     if num_gen < 2:
         raise UserError(f"num_gen {num_gen}: expected at least 2 generated images")
     seeds = list(range(seeds_start, seeds_start + num_gen))
@@ -79,8 +79,6 @@ def evaluate_cell(G, ref_features: np.ndarray, extractor: FeatureExtractor, num_
     cell from one pass over seeds 0 ... num_gen - 1: the first `num_identity` images are paired by seed with
     `base_identity` (the base model's identity features of the same seeds). `keep` (a dict) receives what the
     bootstrap over seeds needs: `style_features` and the per-seed identity losses `identity`."""
-    from .identity import identity_scores
-
     feats, id_parts = [], []
     num_identity = min(num_identity, num_gen) if identity is not None else 0
     chunk = max(batch_size, extractor.batch_size)

@@ -10,8 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .ops import (activation_gain, bias_act, conv2d_resample, modulated_conv2d,
-                  normalize_2nd_moment, setup_filter)
+from .ops import activation_gain, bias_act, conv2d_resample, modulated_conv2d, normalize_2nd_moment, setup_filter
 
 DEFAULT_FILTER = (1, 3, 3, 1)
 

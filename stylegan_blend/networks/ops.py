@@ -10,7 +10,7 @@ upsample by zero insertion -> pad (negative = crop) -> FIR filter (true convolut
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from stylegan_blend.errors import UserError
+from ..errors import UserError
 
 FACENET_PIP = "pip install --no-deps facenet-pytorch"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylegan_blend.errors import UserError
-from stylegan_blend.sampling import to_uint8
+from ..errors import UserError
+from ..networks.sampling import to_uint8
+from ..run.files import atomic_write
 
 LPIPS_ENV = "STYLEGAN_BLEND_LPIPS"
 
@@ -288,22 +288,6 @@ class _progress:
 
 
 # ------------------------------------------------------------------------------------------- w files
-
-def atomic_write(path, write) -> None:
-    """Call write(binary_file) on a temp file beside `path`, then rename: no half-written outputs."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def save_w(path, w: torch.Tensor) -> None:
     """NVIDIA's projected_w.npz: key `w`, float32 [num_ws, w_dim]; written atomically."""

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegan_blend.errors import UserError
-
+from ..errors import UserError
+from ..reporting.sheet import comparison_sheet, save_sheet
+from ..run.files import atomic_write
 from .align import align_face, center_crop, detect_faces
-from .project import atomic_write, project, render, save_w
+from .project import project, render, save_w
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -85,10 +86,6 @@ def identity_to_input(extractor, result: Stylised) -> list[float]:
     return [float(v) for v in extractor.pairwise({k: v[:1] for k, v in feats.items()}, feats)[0, 1:]]
 
 
-def side_by_side(images: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(images, axis=1)
-
-
 def save_png(path, image: np.ndarray) -> None:
     atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
 
@@ -102,8 +99,6 @@ def save_outputs(outdir: Path, name: str, result: Stylised, labels: list[str] | 
                  title: str | None = None) -> tuple[Path, Path]:
     """`<name>_stylized.png` = one labelled row [aligned | reconstruction | stylised ...] (a comparison
     sheet, nearest-neighbour enlarged for small models) and `<name>.npz` (key w)."""
-    from stylegan_blend.reporting.sheet import comparison_sheet, save_sheet
-
     png, npz = outdir / f"{name}_stylized.png", outdir / f"{name}.npz"
     tiles = [result.aligned, result.recon, *result.stylised]
     labels = labels or sheet_labels([f"blend {i + 1}" for i in range(len(result.stylised))])

@@ -1,21 +1,6 @@
-"""The report: epoch × swap image grid with scores, heatmap, overfitting curves, one HTML page.
+"""The report: epoch × swap image grid with scores, heatmap, overfitting curves, comparison sheets, one HTML page.
 
-Names are imported lazily so that `stylegan-blend <any command>` does not pay for matplotlib/omegaconf.
+`report.build_report` writes it; `model` is the page's data, `scores` the grids, `figures` the matplotlib plots,
+`sheet` the labelled PNG sheets (Pillow only: `generate --grid` and `stylize` draw them without matplotlib, which
+is why this package imports no submodule itself).
 """
-import importlib
-
-_EXPORTS = {
-    "build_report": "report", "load_sections": "report", "write_report": "report",
-    "MetricRow": "rundir", "Run": "rundir", "load_run": "rundir", "read_diagnostics": "rundir",
-    "read_metrics": "rundir",
-    "BestCell": "scores", "best_cells": "scores", "default_metric": "scores", "is_proxy": "scores",
-    "metric_label": "scores",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -14,8 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .rundir import DiagnosticRow
-from .scores import BestCell, ScoreGrid, is_blend
+from ..run.tables import DiagnosticRow
+from ..selection import Choice
+from .scores import ScoreGrid, is_blend
 
 CMAP = "viridis_r"  # low (good) = bright yellow, high (bad) = dark
 R_T_TARGET = 0.6  # ADA's target for r_t = E[sign(D(real))] (Karras et al. 2020)
@@ -67,7 +68,7 @@ def curve_range(grids: list[ScoreGrid]) -> tuple[float, float] | None:
     return low - pad, high + pad
 
 
-def heatmap(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
+def heatmap(path: Path, grid: ScoreGrid, title: str, best: Choice | None,
             vrange: tuple[float, float], identity: ScoreGrid | None = None) -> Figure:
     """Epoch × swap heatmap coloured by style with every value printed and the rule's pick boxed; with
     `identity` (the same epochs × cells) each cell prints both axes, style over identity loss, because the
@@ -130,7 +131,7 @@ def _extend(values: np.ndarray, vrange: tuple[float, float]) -> str:
         (below, above)]
 
 
-def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
+def score_curves(path: Path, grid: ScoreGrid, title: str, best: Choice | None,
                  ylim: tuple[float, float] | None) -> Figure:
     """Score vs epoch, one line per blend; base and none dashed as references."""
     fig = Figure(figsize=(6.4, 5.6), dpi=110, layout="constrained")
@@ -143,7 +144,7 @@ def score_curves(path: Path, grid: ScoreGrid, title: str, best: BestCell | None,
                                                                            cell == "base" else "0.15")
         ax.plot(grid.epochs, y, label=cell, **style)
     if best is not None:
-        ax.plot([best.epoch], [best.value], marker="*", markersize=16, color="#e4002b", linestyle="none",
+        ax.plot([best.epoch], [best.point.style], marker="*", markersize=16, color="#e4002b", linestyle="none",
                 label=f"{best.how}: {best.cell} @ epoch {best.epoch}")
         ax.axvline(best.epoch, color="#e4002b", linewidth=0.8, alpha=0.5)
     if ylim is not None:
@@ -207,7 +208,7 @@ def panel_ranges(all_series: list[dict]) -> dict[str, tuple[float, float]]:
     return ranges
 
 
-def diagnostics(path: Path, series: dict, best: BestCell | None, xlim: tuple[float, float],
+def diagnostics(path: Path, series: dict, best: Choice | None, xlim: tuple[float, float],
                 ylims: dict[str, tuple[float, float]]) -> Figure:
     """The overfitting panels next to the score curves: where the best blend sits relative to D memorising."""
     panels = panel_layout(series.keys())

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..selection.rules import TIE_BREAK
 from ..selection.run import identity_label
+from .model import RunSection
 from .scores import cell_sort_key, is_proxy, latest_scores, metric_label
-
-if TYPE_CHECKING:
-    from .report import RunSection
 
 THUMB_HEIGHT = 96  # grid thumbnails are drawn this tall (small demo samples are upscaled, pixelated)
 GENERATOR_MARK = '<meta name="generator" content="stylegan-blend report">'
@@ -105,7 +102,7 @@ def _best_block(s: RunSection) -> str:
         return f'<p class="note">No blend cell has a {escape(s.metric)} score yet: nothing to export.</p>'
     b = s.overall
     parts = [f"<p><b>Best blend</b> ({escape(s.best_label)}, style = {escape(s.label)}): <b>{escape(b.cell)}</b> "
-             f"at epoch {b.epoch} ({b.kimg:g} kimg), {escape(b.metric)} = {_num(b.value)}. Export it with:</p>"]
+             f"at epoch {b.epoch} ({b.kimg:g} kimg), {escape(s.metric)} = {_num(s.style_of(b))}. Export it with:</p>"]
     parts.insert(0, _selection_note(s))
     if s.command:
         parts.append(f'<pre class="command"><code>{escape(s.command)}</code></pre>')
@@ -125,7 +122,7 @@ def _selection_note(s: RunSection) -> str:
     chosen = (f"{escape(p.cell)} at epoch {p.epoch}: {escape(sel.identity_metric)} = {_num(p.identity)}"
               if p is not None else escape(sel.overall.note))
     one_sided = (f" The one-sided minimum of {escape(s.metric)} alone would be {escape(low.cell)} at epoch "
-                 f"{low.epoch} ({_num(low.value)})." if low is not None else "")
+                 f"{low.epoch} ({_num(s.style_of(low))})." if low is not None else "")
     sure = ""
     unknown = f" Stability unknown: {escape(sel.uncertainty_note)}." if sel.bootstrap is None else ""
     if p is not None:
@@ -247,7 +244,7 @@ def _section(s: RunSection, multi: bool) -> str:
     overrides = (f'<p class="muted">overrides: <code>{escape(" ".join(run.overrides))}</code></p>'
                  if run.overrides else "")
     per_epoch = "".join(f"<li>epoch {b.epoch}: {escape(s.best_label)}: {escape(b.cell)} "
-                        f"({escape(b.metric)} {_num(b.value)}){_epoch_verdict(s, b.epoch)}</li>" for b in s.per_epoch)
+                        f"({escape(s.metric)} {_num(s.style_of(b))}){_epoch_verdict(s, b.epoch)}</li>" for b in s.per_epoch)
     scatter = ("<h3>Style vs identity</h3><p class=\"note\">Every blend cell, one colour per epoch: further left "
                "is more stylised, lower keeps more of the base face (same seeds). The red line is the Pareto "
                "front; ringed cells are each epoch's pick, the star the overall pick, dashed red rings the cells "
@@ -300,7 +297,7 @@ def _comparison(sections: list[RunSection], runs_sheet: str | None) -> str:
     for s in sections:
         b = s.overall
         best = (f"<td>{escape(b.cell)} <small>({escape(s.best_label)})</small></td><td>{b.epoch}</td>"
-                f"<td>{_num(b.value)}</td>" if b else
+                f"<td>{_num(s.style_of(b))}</td>" if b else
                 "<td></td><td></td><td></td>")
         star = f" ★ {escape(s.best_of_all_text)}" if s.best_of_all else ""
         rows.append(f'<tr class="{"best-of-all" if s.best_of_all else ""}"><td><a href="#{s.slug}">'

@@ -8,75 +8,37 @@ import math
 import os
 import shlex
 import shutil
+import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.progress import Progress
 
-from ..blending import direction_pair
+from ..blending.config import BlendConfig
+from ..blending.swap import direction_pair
 from ..errors import UserError
-from . import figures, page, sheet
-from .page import THUMB_HEIGHT
-from .rundir import Run, load_run
 from ..evaluation.per_seed import RunSeedData
-from ..selection import select_rows, selection_options
-from ..selection.run import run_resolution, saved_selection, select_across
-from .scores import BestCell, ScoreGrid, best_cells, default_metric, latest_scores, metric_label, score_grid
+from ..run.layout import REPORT_DIR
+from ..run.reader import STYLIZED_DIR, Run, load_run, run_resolution, sample_seeds, saved_selection
+from ..selection import Choice, select_rows, selection_options
+from ..selection.config import DEFAULT_RULE
+from ..selection.run import default_style_metric, select_across
+from . import figures, page, sheet
+from .model import CellImage, RunSection
+from .page import THUMB_HEIGHT
+from .scores import best_cells, latest_scores, metric_label, score_grid
 
 GRID_SEEDS = 3  # seeds shown per grid cell (each sample PNG is a row of square fixed-seed images)
-STYLIZED = "stylized"  # written into report/stylized/ by `stylegan-blend stylize`; kept across rebuilds
-
-
-@dataclass
-class CellImage:
-    thumb: str | None  # relative to the report folder; None when there is no usable image
-    full: str | None
-    problem: str = ""  # "no image" / "unreadable image"
-
-
-@dataclass
-class RunSection:
-    """One run, fully resolved for the page."""
-    slug: str
-    run: Run
-    metric: str
-    label: str
-    grid: ScoreGrid
-    per_epoch: list[BestCell]
-    overall: BestCell | None
-    command: str | None = None
-    command_note: str = ""
-    images: dict[tuple[int, str], CellImage] = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict)
-    stylized: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
-    selection: object = None  # selection.Selection: the declared rule's picks; None without identity scores
-    lowest: BestCell | None = None  # the one-sided minimum of `metric`, shown next to the rule's pick
-
-    @property
-    def best_label(self) -> str:
-        """How `overall` / `per_epoch` were chosen, printed next to every "best"."""
-        return f"best by {self.selection.rule}" if self.selection is not None else f"lowest {self.metric}"
-    name: str = ""  # short label: the swept Hydra overrides that tell this run from the others
-    sheets: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption); "best" first
-    best_of_all: bool = False  # the selection rule prefers its pick among all runs scored on the same axes
-    best_of_all_text: str = ""  # "best of all runs by knee: data=anime (stable 80 %; also data=disney)"
-    identity_grid: ScoreGrid | None = None  # the selection's identity axis over the same grid
-
-    @property
-    def style_reference(self) -> str:
-        """Which split style was scored against, in words (the run's scores/style_reference.json)."""
-        note = self.run.style_reference
-        if note is None:
-            return "not recorded (runs scored before it was recorded used the training split)"
-        return note.get("why") or note.get("split", "?")
+STYLIZED = STYLIZED_DIR  # written into report/stylized/ by `stylegan-blend stylize`; kept across rebuilds
 
 
 def choose_metric(run: Run, metric: str | None) -> str:
     names = {r.metric for r in run.metrics}
     if metric is None:
         try:
-            return default_metric(names)
+            return default_style_metric(names)
         except UserError as exc:
             raise UserError(f"{run.path / 'metrics.csv'}: {exc}") from None
     if metric not in names:
@@ -84,7 +46,7 @@ def choose_metric(run: Run, metric: str | None) -> str:
     return metric
 
 
-def blend_command(run: Run, best: BestCell) -> tuple[str | None, str]:
+def blend_command(run: Run, best: Choice) -> tuple[str | None, str]:
     """`stylegan-blend blend ...` that rebuilds the scored blend, and a note on anything the user must check."""
     tuned = str(run.network_path(best.epoch).resolve())
     base = run.base_network or "<BASE>"
@@ -156,18 +118,6 @@ def cell_title(cell: str) -> str:
     return f"swap {res} ({direction})"
 
 
-def _sample_seeds(run: Run) -> list[int]:
-    """blend.sample_seeds of the run's config, else the blend callback's default 0..5."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load((run.path / ".hydra" / "config.yaml").read_text()) or {}
-        seeds = (cfg.get("blend") or {}).get("sample_seeds")
-        return [int(x) for x in seeds] if seeds else list(range(6))
-    except (OSError, yaml.YAMLError, TypeError, ValueError, AttributeError):
-        return list(range(6))
-
-
 def _tiles(section: RunSection, epoch: int, cell: str):
     source = section.run.sample(epoch, cell)
     if source is None:
@@ -192,7 +142,7 @@ def _sheet_rows(section: RunSection, rows: list[tuple[int, str, str]], marked_ro
         labels.append(label)
     if not tiles:
         return None
-    seeds = _sample_seeds(section.run)
+    seeds = sample_seeds(section.run.path, default=BlendConfig().sample_seeds)
     n = max(len(r) for r in tiles)
     cols = [f"seed {seeds[i]}" if i < len(seeds) else f"image {i + 1}" for i in range(n)]
     return sheet.comparison_sheet(tiles, labels, cols, title=title, marked=marked)
@@ -269,7 +219,7 @@ def _runs_sheet(sections: list[RunSection], folder: Path) -> str | None:
     if not tiles:
         return None
     n = max(len(r) for r in tiles)
-    seeds = _sample_seeds(sections[0].run)
+    seeds = sample_seeds(sections[0].run.path, default=BlendConfig().sample_seeds)
     cols = [f"seed {seeds[i]}" if i < len(seeds) else f"image {i + 1}" for i in range(n)]
     best = next((s.best_of_all_text for s in sections if s.best_of_all), "no run's pick compared")
     im = sheet.comparison_sheet(tiles, labels, cols, marked=marked,
@@ -332,12 +282,7 @@ class _Steps:
         self.total, self.progress, self.task = total, None, None
 
     def __enter__(self):
-        import sys
-
         if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
             self.progress = Progress(console=Console(stderr=True), transient=True)
             self.progress.__enter__()
             self.task = self.progress.add_task("report", total=self.total)
@@ -382,11 +327,6 @@ def _replace_folder(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _as_best(choice, metric: str) -> BestCell:
-    p = choice.point
-    return BestCell(choice.scope, p.epoch, p.kimg, p.cell, p.swap_res, p.direction, metric, p.style, str(choice.rule))
-
-
 def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) -> list[RunSection]:
     """Read and score every run (no files written): what the page and the CLI summary are made from.
     `rule` (a selection rule or `selection:` node; default each run's own, else knee) picks the cells."""
@@ -402,8 +342,8 @@ def load_sections(run_dirs: list[Path], metric: str | None = None, rule=None) ->
                                               style_metric=chosen),
                           seeds=RunSeedData(run.path, run.metrics), resolution=run_resolution(run.path))
         if sel is not None:
-            best = [_as_best(c, chosen) for c in sel.per_epoch if c.point is not None]
-            best += [_as_best(sel.overall, chosen)] if sel.overall.point is not None else []
+            best = [c for c in sel.per_epoch if c.point is not None]
+            best += [sel.overall] if sel.overall.point is not None else []
         overall = best[-1] if best and best[-1].scope == "overall" else None
         section = RunSection(slug=f"run{i}", run=run, metric=chosen, label=metric_label(chosen, run.metrics),
                              grid=grid, per_epoch=[b for b in best if b.scope == "epoch"], overall=overall,
@@ -445,7 +385,7 @@ def mark_best_of_all(sections: list[RunSection]) -> None:
         if len(same) < 2:
             continue
         rules = {str(s.selection.rule) for s in same}
-        rule = same[0].selection.rule if len(rules) == 1 else "knee"
+        rule = same[0].selection.rule if len(rules) == 1 else DEFAULT_RULE
         across = select_across([s.selection for s in same], rule)
         if across.winner is not None:
             winner = same[across.winner]
@@ -459,7 +399,7 @@ def default_out_dir(run_dirs: list[Path], out_dir: Path | None) -> Path:
         return Path(out_dir)
     if len(run_dirs) != 1:
         raise UserError(f"{len(run_dirs)} run directories given: a report of several runs needs --out DIR")
-    return Path(run_dirs[0]) / "report"
+    return Path(run_dirs[0]) / REPORT_DIR
 
 
 def build_report(run_dirs: list[Path], out_dir: Path | None = None, metric: str | None = None,

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..errors import UserError
-from .rundir import MetricRow, REFERENCE_CELLS, parse_metric_row, read_metrics
+from ..run.layout import REFERENCE_CELLS
+from ..run.tables import MetricRow, as_metric_rows
+from ..selection.rules import LOWEST, Choice, Point, Rule
+from ..selection.run import default_style_metric
 
 DIRECTION_ORDER = ("low_base", "low_tuned")  # the seed study's direction first, then "toonify"
 
 
 def is_proxy(metric: str) -> bool:
-    """fd_*/kd_* use a stand-in feature extractor (DESIGN §3): never comparable with published FID/KID."""
+    """fd_*/kd_* use a stand-in feature extractor: never comparable with published FID/KID."""
     return metric.removeprefix("src_").startswith(("fd_", "kd_"))
 
 
@@ -35,20 +37,6 @@ def metric_label(metric: str, rows: Iterable[MetricRow] = ()) -> str:
     if not is_proxy(metric):
         return metric
     return f"{metric} — proxy ({extractor_of(rows, metric)}), not comparable with published FID"
-
-
-def default_metric(metric_names: Iterable[str]) -> str:
-    """kid if present (unbiased, the better choice for small sets), else fid, else a proxy kd_*/fd_*."""
-    names = set(metric_names)
-    for name in ("kid", "fid"):
-        if name in names:
-            return name
-    for prefix in ("kd_", "fd_"):
-        proxies = sorted(n for n in names if n.startswith(prefix))
-        if proxies:
-            return proxies[0]
-    raise UserError(f"no target-domain metric (kid, fid, kd_*, fd_*) among {', '.join(sorted(names))}; "
-                    f"choose one with --metric")
 
 
 def cell_sort_key(cell: str) -> tuple:
@@ -102,44 +90,15 @@ def score_grid(rows: list[MetricRow], metric: str, extra_epochs: Iterable[int] =
     return ScoreGrid(metric, epochs, kimg, cells, values, base_epoch)
 
 
-@dataclass(frozen=True)
-class BestCell:
-    """The lowest-scoring blend of one epoch (scope "epoch") or of the whole run (scope "overall")."""
-    scope: str
-    epoch: int
-    kimg: float
-    cell: str
-    swap_res: int
-    direction: str
-    metric: str
-    value: float
-    rule: str = ""  # the selection rule that chose it; "" = the one-sided minimum of `metric`
-
-    @property
-    def how(self) -> str:
-        return f"best by {self.rule}" if self.rule else f"lowest {self.metric}"
-
-    def __str__(self) -> str:
-        where = f"epoch {self.epoch:4d}" if self.scope == "epoch" else "overall   "
-        return (f"{where}  {self.cell:<20s} {self.metric}={self.value:.4g}"
-                + (f"  (epoch {self.epoch}, {self.kimg:g} kimg)" if self.scope == "overall" else
-                   f"  ({self.kimg:g} kimg)"))
-
-
-def _as_rows(rows) -> list[MetricRow]:
-    if isinstance(rows, (str, Path)):
-        return read_metrics(Path(rows))
-    return [r if isinstance(r, MetricRow) else parse_metric_row(r, f"row {i}") for i, r in enumerate(rows)]
-
-
-def best_cells(rows, metric: str | None = None) -> list[BestCell]:
-    """Per epoch the blend cell with the lowest `metric`, then the overall best (last element, scope "overall").
+def best_cells(rows, metric: str | None = None) -> list[Choice]:
+    """The one-sided minima of `metric` (a LOWEST rule's choices, printed `lowest <metric>`, never "best"): per
+    epoch the blend cell with the lowest value, then the lowest of those (last element, scope "overall").
 
     `rows`: MetricRow objects, dicts with metrics.csv keys, or a path to metrics.csv. `metric` defaults as
     in the report (kid, else fid, else a proxy). Epochs without any scored blend are left out.
     """
-    rows = _as_rows(rows)
-    metric = metric or default_metric(r.metric for r in rows)
+    rows = as_metric_rows(rows)
+    metric = metric or default_style_metric(r.metric for r in rows)
     if metric not in {r.metric for r in rows}:
         raise UserError(f"metric {metric!r} not in the run's metrics; available: "
                         f"{', '.join(sorted({r.metric for r in rows}))}")
@@ -147,12 +106,14 @@ def best_cells(rows, metric: str | None = None) -> list[BestCell]:
     for r in latest_scores(rows, metric).values():
         if is_blend(r.cell) and not math.isnan(r.value):
             by_epoch.setdefault(r.epoch, []).append(r)
-    result = []
-    for epoch in sorted(by_epoch):
-        r = min(by_epoch[epoch], key=lambda r: (r.value, cell_sort_key(r.cell)))
-        result.append(BestCell("epoch", r.epoch, r.kimg, r.cell, r.swap_res, r.direction, metric, r.value))
+    rule = Rule(LOWEST, metric=metric)
+
+    def choice(scope: str, r: MetricRow) -> Choice:
+        point = Point(r.epoch, r.kimg, r.cell, r.swap_res, r.direction, r.value, math.nan)
+        return Choice(scope, rule, point, (), r.value)
+
+    result = [choice("epoch", min(by_epoch[e], key=lambda r: (r.value, cell_sort_key(r.cell)))) for e in sorted(by_epoch)]
     if result:
         best = min(result, key=lambda b: (b.value, b.epoch))
-        result.append(BestCell("overall", best.epoch, best.kimg, best.cell, best.swap_res, best.direction,
-                               metric, best.value))
+        result.append(replace(best, scope="overall"))
     return result

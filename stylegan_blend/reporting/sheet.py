@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..run.files import atomic_write
+
 MIN_TILE = 128  # tiles are enlarged to at least this many pixels (integer factor)
 PAD = 8  # outer margin and the space between a label and what it names
 GAP = 4  # between tiles; also the width of the frame around a marked tile
@@ -160,7 +162,5 @@ def wrap(items: list, n_cols: int) -> list[list]:
 
 def save_sheet(path: Path, sheet: Image.Image) -> Path:
     """Write via a temp file + rename: a reader never sees half a PNG."""
-    from ..checkpoints.network import atomic_write
-
     atomic_write(Path(path), lambda f: sheet.save(f, format="PNG"))
     return Path(path)

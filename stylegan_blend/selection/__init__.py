@@ -13,9 +13,11 @@ least as good on both axes and better on one) holds every defensible choice; a r
 A one-sided minimum of the style distance always picks the cell with most fine-tuned layers, which is
 why it is never called "best" here. Exact ties break by fewest fine-tuned layers, then earliest epoch.
 """
+from .config import DEFAULT_RULE, SelectionConfig
 from .pareto import pareto_front
 from .rules import Choice, Point, Rule, parse_rule, points_from_rows, select
-from .run import Selection, default_identity_metric, select_rows, selection_options
+from .run import Selection, default_identity_metric, default_style_metric, select_rows, selection_options
 
-__all__ = ["Choice", "Point", "Rule", "Selection", "default_identity_metric", "pareto_front", "parse_rule",
-           "points_from_rows", "select", "select_rows", "selection_options"]
+__all__ = ["DEFAULT_RULE", "Choice", "Point", "Rule", "Selection", "SelectionConfig", "default_identity_metric",
+           "default_style_metric", "pareto_front", "parse_rule", "points_from_rows", "select", "select_rows",
+           "selection_options"]

@@ -6,9 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .config import DEFAULT_RULE
 from .pareto import pareto_front
 
 RULES = ("knee", "min_identity=<x>", "weighted=<alpha>")
+LOWEST = "lowest"  # one metric alone, one-sided: shown beside a rule's pick (and alone in runs without identity)
 
 
 @dataclass(frozen=True)
@@ -31,13 +33,19 @@ class Point:
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # knee | min_identity | weighted
+    kind: str  # knee | min_identity | weighted; LOWEST: the minimum of `metric` alone, never called best
     param: float | None = None
+    metric: str = ""  # LOWEST only: the metric it ranks by
 
     def __str__(self) -> str:
+        if self.kind == LOWEST:
+            return f"lowest {self.metric}"
         return self.kind if self.param is None else f"{self.kind}={self.param:g}"
 
     def describe(self) -> str:
+        if self.kind == LOWEST:
+            return (f"lowest {self.metric} alone: one-sided, it ignores identity and always favours the cell with "
+                    f"most fine-tuned layers")
         if self.kind == "knee":
             return ("knee of the Pareto front: the front cell farthest from the line through the front's ends on "
                     "the ideal side (low style, low identity loss), axes scaled between the run front's ideal "
@@ -53,7 +61,7 @@ def parse_rule(text) -> Rule:
     if isinstance(text, Rule):
         return text
     if isinstance(text, dict):
-        text = text.get("rule", "knee") + ("" if text.get("param") is None else f"={text['param']}")
+        text = text.get("rule", DEFAULT_RULE) + ("" if text.get("param") is None else f"={text['param']}")
     name, _, raw = str(text).strip().partition("=")
     expected = f"expected one of {', '.join(RULES)}"
     if name == "knee" and not raw:
@@ -75,15 +83,48 @@ FALLBACK = "normalised-sum minimum"
 
 @dataclass(frozen=True)
 class Choice:
-    """The cell a rule picked within a scope (one epoch, or the whole run), and why."""
+    """The cell a rule picked within a scope (one epoch, or the whole run), and why: the one "best" type.
+
+    The cell's coordinates read through (`choice.epoch`, `.cell`, ...). A LOWEST choice is the one-sided minimum
+    of one metric; it prints as `lowest <metric>`, never as best."""
     scope: str  # "epoch" | "overall"
     rule: Rule
     point: Point | None  # None: no cell satisfies the rule
     front: tuple[Point, ...]
-    value: float  # what hparams_search minimises (see `rule_value`)
+    value: float  # what hparams_search minimises (see `rule_value`); LOWEST: the metric's value
     note: str = ""
     fallback: str = ""  # knee only: why no knee exists and the declared fallback was used ("" = a real knee)
     caveat: str = ""  # e.g. a per-epoch choice among only 2-3 swap points
+
+    @property
+    def epoch(self) -> int:
+        return self.point.epoch
+
+    @property
+    def kimg(self) -> float:
+        return self.point.kimg
+
+    @property
+    def cell(self) -> str:
+        return self.point.cell
+
+    @property
+    def swap_res(self) -> int | None:
+        return self.point.swap_res
+
+    @property
+    def direction(self) -> str:
+        return self.point.direction
+
+    @property
+    def metric(self) -> str:
+        """The metric a LOWEST choice ranks by ("" for the two-axis rules: their style metric is the Selection's)."""
+        return self.rule.metric
+
+    @property
+    def how(self) -> str:
+        """`best by knee`, or `lowest kid` for the one-sided minimum."""
+        return str(self.rule) if self.rule.kind == LOWEST else f"best by {self.rule}"
 
     def why(self) -> str:
         """One sentence: why the rule picked this cell, in terms of the front."""
@@ -98,6 +139,8 @@ class Choice:
             return (f"{n}, from {front[0].label} (most stylised) to {front[-1].label} (closest to the base); "
                     f"{p.label} lies farthest from the line joining them on the ideal side, where more identity "
                     f"starts costing much more style{tail}")
+        if self.rule.kind == LOWEST:
+            return f"{p.label} has the lowest {self.metric} ({self.value:.4g}); one-sided: identity is ignored"
         if self.rule.kind == "min_identity":
             return (f"{p.label} is the most stylised cell keeping identity score {1 - p.identity:.3g} "
                     f"≥ {self.rule.param:g}{tail}")
@@ -105,6 +148,10 @@ class Choice:
 
     def __str__(self) -> str:
         where = f"epoch {self.point.epoch:4d}" if self.scope == "epoch" and self.point else "overall   "
+        if self.rule.kind == LOWEST and self.point is not None:
+            return (f"{where}  {self.cell:<20s} {self.metric}={self.value:.4g}"
+                    + (f"  (epoch {self.epoch}, {self.kimg:g} kimg)" if self.scope == "overall" else
+                       f"  ({self.kimg:g} kimg)"))
         if self.point is None:
             return f"{where}  best by {self.rule}: no cell ({self.note})"
         p = self.point

@@ -1,17 +1,36 @@
-"""Selection over a run's metrics.csv rows: which metrics form the two axes, per-epoch and overall choices."""
+"""Selection over a run's metrics rows: which metrics form the two axes, per-epoch and overall choices."""
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..errors import UserError
-from .rules import TIE_BREAK, Choice, Point, Rule, parse_rule, points_from_rows, select_run
-from .uncertainty import DEFAULT_RESAMPLES, Bootstrap, Uncertainty, assess, seed_counts
+from ..run.files import write_text_atomic
+from ..run.layout import SELECTION_FILE, STYLE_REFERENCE_FILE
+from ..run.reader import read_json
+from .config import DEFAULT_RULE, SelectionConfig
+from .rules import TIE_BREAK, Choice, Point, Rule, parse_rule, points_from_rows, select, select_run
+from .uncertainty import Bootstrap, Uncertainty, assess, key, seed_counts
 
 IDENTITY_NETWORKS = ("dlib", "facenet", "lpips", "proxy")  # preference order: a face-recognition network first
 IDENTITY_ORDER = tuple(f"idnorm_{n}" for n in IDENTITY_NETWORKS) + tuple(f"idloss_{n}" for n in IDENTITY_NETWORKS)
-SELECTION_FILE = "selection.json"
+
+
+def default_style_metric(names: Iterable[str]) -> str:
+    """kid if present (unbiased, the better choice for small sets), else fid, else a proxy kd_*/fd_*."""
+    names = set(names)
+    for name in ("kid", "fid"):
+        if name in names:
+            return name
+    for prefix in ("kd_", "fd_"):
+        proxies = sorted(n for n in names if n.startswith(prefix))
+        if proxies:
+            return proxies[0]
+    raise UserError(f"no target-domain metric (kid, fid, kd_*, fd_*) among {', '.join(sorted(names))}; "
+                    f"choose one with --metric")
 
 
 def default_identity_metric(names: Iterable[str]) -> str | None:
@@ -112,49 +131,39 @@ class Selection:
             per_epoch=[dict(epoch=c.point.epoch, **verdict(c)) for c in self.per_epoch if c.point is not None])
 
 
-def saved_selection(run_dir) -> dict | None:
-    """The `selection:` node of a run's .hydra/config.yaml (None when absent or unreadable)."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
-    saved = Path(run_dir) / ".hydra" / "config.yaml"
-    try:
-        node = OmegaConf.load(saved).get("selection") if saved.is_file() else None
-        return OmegaConf.to_container(node, resolve=True) if node is not None else None
-    except Exception:  # noqa: BLE001 - an unreadable config falls back to the default rule
-        return None
-
-
 def selection_options(cfg) -> dict:
-    """rule / style_metric / identity_metric / bootstrap (resamples, 0 = none) / bootstrap_seed from a
-    `selection:` config node (dict), a rule string, or None."""
+    """The keyword arguments of `select_rows` (rule, style_metric, identity_metric, bootstrap, bootstrap_seed) from
+    a `selection:` config node (a dict: a missing or null setting takes SelectionConfig's default), a rule string,
+    or None (every default)."""
     if isinstance(cfg, (str, Rule)):
-        return dict(rule=parse_rule(cfg), style_metric=None, identity_metric=None)
-    cfg = dict(cfg or {})
-    out = dict(rule=parse_rule({"rule": cfg.get("rule", "knee"), "param": cfg.get("param")}),
-               style_metric=cfg.get("style_metric"), identity_metric=cfg.get("identity_metric"))
+        c, rule = SelectionConfig(), parse_rule(cfg)
+    else:
+        given = {k: v for k, v in dict(cfg or {}).items() if v is not None}  # null: the default
+        unknown = sorted(set(given) - set(SelectionConfig.__dataclass_fields__))
+        if unknown:
+            raise UserError(f"selection: unknown setting(s) {', '.join(unknown)}; expected some of "
+                            f"{', '.join(SelectionConfig.__dataclass_fields__)}")
+        c = SelectionConfig(**given)
+        rule = parse_rule({"rule": c.rule, "param": c.param})
     for k in ("bootstrap", "bootstrap_seed"):
-        if cfg.get(k) is not None:
-            if not isinstance(cfg[k], int) or cfg[k] < 0:
-                raise UserError(f"selection.{k}={cfg[k]!r}: expected a whole number >= 0")
-            out[k] = cfg[k]
-    return out
+        value = getattr(c, k)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UserError(f"selection.{k}={value!r}: expected a whole number >= 0")
+    return dict(rule=rule, style_metric=c.style_metric, identity_metric=c.identity_metric, bootstrap=c.bootstrap,
+                bootstrap_seed=c.bootstrap_seed)
 
 
-def select_rows(rows, rule="knee", style_metric: str | None = None, identity_metric: str | None = None,
-                seeds=None, bootstrap: int = DEFAULT_RESAMPLES, bootstrap_seed: int = 0,
+def select_rows(rows, rule=DEFAULT_RULE, style_metric: str | None = None, identity_metric: str | None = None,
+                seeds=None, bootstrap: int = SelectionConfig.bootstrap, bootstrap_seed: int = SelectionConfig.bootstrap_seed,
                 resolution: int | None = None) -> Selection | None:
     """The selection over MetricRow objects; None when the run has no identity scores (scored before
     identity existed): then only one-sided minima can be shown, and they are not called best.
 
     `seeds` (evaluation.per_seed.RunSeedData or alike) resamples each cell's scores over seeds: with it, every
     choice gets a `bootstrap` of that many paired resamples (seeded by `bootstrap_seed`: the same every time)."""
-    from ..reporting.scores import default_metric
-
     rows = list(rows)
     names = {r.metric for r in rows}
-    style_metric = style_metric or default_metric(names)
+    style_metric = style_metric or default_style_metric(names)
     identity_metric = identity_metric or default_identity_metric(names)
     if identity_metric is None:
         return None
@@ -196,60 +205,13 @@ def select_rows(rows, rule="knee", style_metric: str | None = None, identity_met
     return sel
 
 
-def run_selection(run_dir, selection=None, rows=None, write: bool = False) -> Selection | None:
-    """The run's selection with its bootstrap, under `selection` (a `selection:` node, a rule string; default the
-    run's own config, else knee); None when the run has no metrics.csv or no identity scores. `write`: also
-    write <run>/selection.json (atomically) — what every run leaves behind."""
-    from pathlib import Path
-
-    from ..evaluation.per_seed import RunSeedData
-    from ..reporting import read_metrics
-
-    run_dir = Path(run_dir)
-    if rows is None:
-        if not (run_dir / "metrics.csv").is_file():
-            return None
-        rows = read_metrics(run_dir / "metrics.csv")
-    if selection is None:
-        selection = saved_selection(run_dir)
-    options = selection_options(selection)
-    sel = select_rows(rows, **options, seeds=RunSeedData(run_dir, rows), resolution=run_resolution(run_dir))
-    if write:
-        write_selection_json(run_dir, sel, options["rule"])
-    return sel
-
-
-def run_resolution(run_dir) -> int | None:
-    """data.resolution of the run's saved config (for the tie-break's count of fine-tuned layers)."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
-    try:
-        cfg = OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml")
-        value = OmegaConf.select(cfg, "data.resolution", default=None, throw_on_resolution_failure=False)
-        return int(value) if value is not None else None
-    except Exception:  # noqa: BLE001 - unknown resolution: the tie-break infers it from the swap points
-        return None
-
-
 def write_selection_json(run_dir, sel: Selection | None, rule=None) -> None:
     """<run>/selection.json, atomically; a run without identity scores says that nothing was chosen, and why."""
-    import json
-    from pathlib import Path
-
-    from ..checkpoints.network import atomic_write
-
     record = sel.to_json() if sel is not None else dict(
-        rule=str(parse_rule(rule or "knee")), chosen=None, summary="no identity scores: nothing chosen",
+        rule=str(parse_rule(rule or DEFAULT_RULE)), chosen=None, summary="no identity scores: nothing chosen",
         why="the run has no identity scores, so only one-sided style minima exist, and they are not a choice")
-    note = Path(run_dir) / "scores" / "style_reference.json"
-    try:
-        record["style_reference"] = json.loads(note.read_text()) if note.is_file() else None
-    except (OSError, ValueError):
-        record["style_reference"] = None
-    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-    atomic_write(Path(run_dir) / SELECTION_FILE, lambda f: f.write(text.encode()))
+    record["style_reference"] = read_json(Path(run_dir) / STYLE_REFERENCE_FILE)
+    write_text_atomic(Path(run_dir) / SELECTION_FILE, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
 
 
 @dataclass
@@ -273,11 +235,6 @@ class AcrossRuns:
 def select_across(selections: list[Selection], rule) -> AcrossRuns:
     """Apply `rule` to the runs' overall picks (scored on the same axes), and to every paired resample of them
     when all runs drew the same seeds the same way. Weighted sums use each run's style / style(base)."""
-    from dataclasses import replace
-
-    from .rules import select
-    from .uncertainty import key
-
     rule = parse_rule(rule)
     picks = [(i, s) for i, s in enumerate(selections) if s.overall.point is not None]
     if not picks:

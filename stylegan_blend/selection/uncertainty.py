@@ -24,7 +24,6 @@ import numpy as np
 
 from .rules import Choice, Point, Rule, _scale, front_ranges, select_run
 
-DEFAULT_RESAMPLES = 200
 CI = (2.5, 97.5)  # percentile interval
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..checkpoints import load_network
 from ..errors import UserError
 
 # Fields that are training choices rather than architecture; they may differ from the checkpoint.
@@ -42,7 +43,6 @@ def resolve(model_cfg: dict, freeze_d: int = 0, mbstd_group_size: int | None = N
     loaded = None
     init_from = model_cfg.get("init_from")
     if init_from:
-        from ..checkpoints import load_network  # local: the checkpoint loader pulls in more modules
         loaded = load_network(init_from)
         src_G = loaded.G if loaded.G is not None else loaded.G_ema
         check_preset(G_kwargs, src_G.init_kwargs, "model.G_kwargs", init_from)

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.aggregation import SumMetric
 
-from stylegan_blend.errors import UserError
-from stylegan_blend.training.diffaugment import DiffAugment
+from ..errors import UserError
+from .config import ADA_INTERVAL, ADA_TARGET
+from .diffaugment import DiffAugment
 
 __all__ = ["ADAController", "AugmentParams", "AugmentPipe", "DiffAugment", "PRESETS", "make_augment_pipe"]
 
@@ -444,7 +445,7 @@ class ADAController:
     measures r_t (the overfitting diagnostic when ADA is off).
     """
 
-    def __init__(self, target: float = 0.6, interval: int = 4, ada_kimg: float | None = None):
+    def __init__(self, target: float = ADA_TARGET, interval: int = ADA_INTERVAL, ada_kimg: float | None = None):
         if interval < 1 or (ada_kimg is not None and ada_kimg <= 0):
             raise UserError(f"ADA interval={interval}, ada_kimg={ada_kimg}; expected interval >= 1 and ada_kimg > 0")
         self.target, self.interval = float(target), int(interval)

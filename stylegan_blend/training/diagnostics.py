@@ -8,23 +8,27 @@
 """
 from __future__ import annotations
 
-import csv
-import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-DIAG_COLUMNS = ["epoch", "kimg", "metric", "value"]
+from ..networks.sampling import to_uint8
+from ..run.files import atomic_write
+from ..run.layout import DIAGNOSTICS_FILE, sample_grid_path
+from ..run.records import append_stats
+from ..run.tables import append_diagnostics
+from .config import DiagnosticsConfig
 
 
 class EpochDiagnostics:
-    def __init__(self, cfg: dict):
-        self.num_images = int(cfg.get("num_images", 32))
-        self.grid_size = int(cfg.get("grid_size", 16))
-        self.seed = int(cfg.get("seed", 1234))
-        self.memorisation_res = int(cfg.get("memorisation_res", 16))
+    def __init__(self, cfg: Mapping):
+        c = DiagnosticsConfig(**cfg)
+        self.num_images, self.grid_size, self.seed = int(c.num_images), int(c.grid_size), int(c.seed)
+        self.memorisation_res = int(c.memorisation_res)
 
     @torch.no_grad()
     def _fixed_fakes(self, module, n: int) -> torch.Tensor:
@@ -73,21 +77,9 @@ class EpochDiagnostics:
     def write(self, run_dir: Path, epoch: int, kimg: float, row: dict, module) -> None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        from ..checkpoints.network import write_text_atomic
-
-        path = run_dir / "diagnostics.csv"
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        if not path.exists():
-            w.writerow(DIAG_COLUMNS)
-        for k, v in row.items():
-            w.writerow([epoch, f"{kimg:.3f}", k, f"{v:.6g}"])
-        old = path.read_text() if path.exists() else ""
-        write_text_atomic(path, old + buf.getvalue())  # whole rows only, even if the process is killed
-        from ..tracking import append_stats
-
+        append_diagnostics(run_dir / DIAGNOSTICS_FILE, epoch, kimg, row)
         append_stats(run_dir, dict(epoch=epoch, kimg=round(float(kimg), 6), **row))
-        grid_path = self.save_grid(run_dir / "samples" / f"epoch={epoch:04d}.png", module)
+        grid_path = self.save_grid(sample_grid_path(run_dir, epoch), module)
         log_image = getattr(module.logger, "log_image", None)
         if callable(log_image):
             log_image(key="samples/fixed_z", images=[str(grid_path)], step=module.global_step)
@@ -97,11 +89,6 @@ class EpochDiagnostics:
 
         Pillow, not torchvision: training must not import torchvision, whose compiled ops exist only for the
         torch build it was made for (a lab's own torch may lack a matching torchvision)."""
-        from PIL import Image
-
-        from ..checkpoints.network import atomic_write
-        from ..sampling import to_uint8
-
         imgs = to_uint8(self._fixed_fakes(module, self.grid_size)).cpu().numpy()  # [N, H, W, C]
         n, h, w, c = imgs.shape
         cols = int(n ** 0.5) or 1

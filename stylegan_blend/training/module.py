@@ -15,10 +15,13 @@ import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
 
+from ..checkpoints import load_network
 from ..errors import UserError
 from ..networks import Discriminator, Generator, set_fp16_mode
 from . import losses
 from .architecture import resolve
+from .augment import ADAController, DiffAugment, make_augment_pipe
+from .config import ADA_TARGET, AugmentConfig, train_settings
 from .diagnostics import EpochDiagnostics
 from .ema import ema_beta, update_ema
 from .precision import check_precision, fp16_mode
@@ -32,42 +35,71 @@ FROM_SCRATCH = {"ada_kimg": 500.0, "ema_rampup": 0.05}
 FINE_TUNING = {"ada_kimg": 100.0, "ema_rampup": None}
 
 
+def minibatch_std_problem(batch_size: int, world_size: int, n_train: int, group: int | None) -> str | None:
+    """Why D's minibatch-stddev layer cannot take this run's batches (None when it can). `batch_size` is the total
+    over the `world_size` processes, so each process's D sees batch_size / world_size images (its whole share of
+    the train set when that is smaller); a batch larger than the group must be a multiple of it."""
+    if not group or not n_train:
+        return None
+    batch = min(batch_size // world_size, n_train // world_size or n_train)
+    if batch <= group or batch % group == 0:
+        return None
+    where = f" per process ({world_size} processes)" if world_size > 1 else ""
+    return (f"batch of {batch} images{where} ({n_train} train images, train.batch_size={batch_size}) is not "
+            f"divisible by the minibatch-stddev group {group}; use more images, a batch that is a multiple of "
+            f"{group}, or train.mbstd_group_size=1")
+
+
+def _same_setting(ours, theirs) -> bool:
+    """Equal, where nested settings compare only the keys both sides name (a key added since has its default)."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return all(_same_setting(ours[k], theirs[k]) for k in ours.keys() & theirs.keys())
+    return ours == theirs
+
+
+def check_resume_checkpoint(path: str, module: StyleGAN2Module) -> int:
+    """The epoch of the checkpoint a run resumes from, checked before Lightning loads it: a corrupt, code-carrying
+    or non-finite checkpoint, or one of another architecture, is refused in one line (Lightning would answer each
+    with a traceback)."""
+    net = load_network(path)
+    for name in ("G_ema", "G", "D"):
+        ours, theirs = getattr(module, name), getattr(net, name)
+        if theirs is None:
+            continue
+        for key, value in theirs.init_kwargs.items():
+            if not _same_setting(ours.init_kwargs.get(key), value):
+                raise UserError(f"ckpt_path={path}: {name} was trained with {key}={value!r} but this config builds "
+                                f"{key}={ours.init_kwargs.get(key)!r}; resume with the run's own model settings")
+    return int(net.meta.get("epoch") or 0)
+
+
 class TrainingDiverged(RuntimeError):
     """Raised after too many consecutive non-finite losses in one phase."""
 
     expected = True  # reported as one error line (errors.report_failure)
 
 
-def _defaults(train: dict) -> dict:
-    t = dict(batch_size=8, start_kimg=0.0, g_lr=0.0025, d_lr=0.0025, betas=(0.0, 0.99), eps=1e-8,
-             r1_gamma=1.0, r1_interval=16, pl_weight=2.0, pl_interval=4, pl_decay=0.01, pl_batch_shrink=2,
-             style_mixing=0.9, ema_kimg=None, ema_rampup=None, freeze_d=0, mbstd_group_size=None,
-             compile=False, fp16_on_cpu=False, max_nonfinite=5, freeze_noise=False, diagnostics=None)
-    t.update({k: v for k, v in (train or {}).items()})
-    return t
-
-
-def schedule_defaults(train: dict, augment: dict, fine_tuning: bool) -> tuple[float | None, float]:
+def schedule_defaults(train: dict, augment: AugmentConfig, fine_tuning: bool) -> tuple[float | None, float]:
     """(ema_rampup, ada_kimg) with `null` resolved as NVIDIA does for a run from scratch or a fine-tune.
 
     Explicit values win; `ema_rampup` 0 (or false) turns the ramp-up off (a literal 0 would make G_ema a copy of G).
     """
     auto = FINE_TUNING if fine_tuning else FROM_SCRATCH
-    rampup = train.get("ema_rampup")
+    rampup = train["ema_rampup"]
     rampup = auto["ema_rampup"] if rampup is None else (float(rampup) or None)
-    ada_kimg = augment.get("ada_kimg")
-    return rampup, auto["ada_kimg"] if ada_kimg is None else float(ada_kimg)
+    return rampup, auto["ada_kimg"] if augment.ada_kimg is None else float(augment.ada_kimg)
 
 
 class StyleGAN2Module(pl.LightningModule):
-    """G, D, G_ema plus the few-shot stabilisers; `cfg` is a plain dict (model/train/augment sections)."""
+    """G, D, G_ema plus the few-shot stabilisers; `cfg` is a plain dict (model/train/augment sections; a missing
+    setting takes its default from training.config)."""
 
     def __init__(self, cfg: dict, run_dir: str | None = None):
         super().__init__()
         self.save_hyperparameters({"cfg": cfg})  # plain container: loadable with weights_only=True
         self.automatic_optimization = False
         self.run_dir = Path(run_dir) if run_dir else None
-        self.tcfg = _defaults(cfg.get("train"))
+        self.tcfg = train_settings(cfg.get("train"))
         G_kwargs, D_kwargs, loaded = resolve(cfg.get("model") or {}, freeze_d=self.tcfg["freeze_d"],
                                              mbstd_group_size=self.tcfg["mbstd_group_size"])
         self.G = Generator(**G_kwargs)
@@ -83,7 +115,7 @@ class StyleGAN2Module(pl.LightningModule):
             self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
             self.init_meta = {}
         self.fine_tuning = loaded is not None
-        acfg = cfg.get("augment") or {"kind": "none"}
+        acfg = AugmentConfig(**(cfg.get("augment") or {}))
         self.ema_rampup, ada_kimg = schedule_defaults(self.tcfg, acfg, self.fine_tuning)
         self.augment, self.ada = _build_augment(acfg, ada_kimg)
         self.register_buffer("pl_mean", torch.zeros([]))
@@ -99,7 +131,7 @@ class StyleGAN2Module(pl.LightningModule):
         self._compiled = None
         self.epoch_means = torch.nn.ModuleDict({k: MeanMetric() for k in (
             "loss_G", "loss_D", "r1_penalty", "pl_penalty", "d_real", "d_fake")})
-        self.diagnostics = EpochDiagnostics(self.tcfg.get("diagnostics") or {})
+        self.diagnostics = EpochDiagnostics(self.tcfg["diagnostics"])
 
     # ------------------------------------------------------------------ setup
     @property
@@ -141,17 +173,11 @@ class StyleGAN2Module(pl.LightningModule):
             raise UserError(f"data.resolution={res} but the model generates {self.G.img_resolution} px; "
                             f"prepare the data at {self.G.img_resolution} px or choose another model")
         mbstd = self.D.b4.mbstd
-        group = mbstd.group_size if mbstd is not None else None
         n_train = getattr(dm, "num_train", None)
-        if group and n_train is not None:  # per process; fewer images than the batch: the whole share per batch
-            per = getattr(dm, "batch_per_process", self.tcfg["batch_size"])
-            batch = min(per, n_train // self.world or n_train)
-            if batch > group and batch % group:
-                where = f" per process ({self.world} processes)" if self.world > 1 else ""
-                raise UserError(f"batch of {batch} images{where} ({n_train} train images, train.batch_size="
-                                f"{self.tcfg['batch_size']}) is not divisible by the minibatch-stddev group "
-                                f"{group}; use more images, a batch that is a multiple of {group}, or "
-                                f"train.mbstd_group_size=1")
+        if mbstd is not None and n_train is not None:
+            problem = minibatch_std_problem(self.tcfg["batch_size"], self.world, n_train, mbstd.group_size)
+            if problem:
+                raise UserError(problem)
 
     def on_fit_start(self) -> None:
         if self.world > 1:  # distinct z / mixing / augmentation per process, derived from the shared state
@@ -347,23 +373,20 @@ def _has_p(augment) -> bool:
     return augment is not None and hasattr(augment, "p")
 
 
-def _build_augment(acfg: dict, ada_kimg: float):
-    """(augment module or None, ADA controller). The controller always measures r_t; it moves p only for ADA."""
-    from .augment import ADAController, DiffAugment, make_augment_pipe
-
-    kind = acfg.get("kind", "none")
-    given = {k: acfg[k] for k in ("target", "interval") if acfg.get(k) is not None}  # else ADAController's
-    if kind == "ada":
-        pipe = make_augment_pipe(acfg.get("preset", "bgc"))
-        pipe.p.fill_(float(acfg.get("initial_p", 0.0)))
-        fixed = "target" in acfg and acfg["target"] is None  # NVIDIA's --aug=fixed: p stays at initial_p
-        return pipe, ADAController(**given, ada_kimg=None if fixed else ada_kimg)
-    ctrl = ADAController(**given)
-    if kind == "diffaug":
-        return DiffAugment(policy=acfg.get("policy", "color,translation,cutout")), ctrl
-    if kind == "none":
+def _build_augment(acfg: AugmentConfig, ada_kimg: float):
+    """(augment module or None, ADA controller). The controller always measures r_t; it moves p only for ADA
+    (`target` null is NVIDIA's --aug=fixed: p stays at initial_p, r_t is still measured)."""
+    target = ADA_TARGET if acfg.target is None else acfg.target
+    if acfg.kind == "ada":
+        pipe = make_augment_pipe(acfg.preset)
+        pipe.p.fill_(float(acfg.initial_p))
+        return pipe, ADAController(target, acfg.interval, ada_kimg=None if acfg.target is None else ada_kimg)
+    ctrl = ADAController(target, acfg.interval)
+    if acfg.kind == "diffaug":
+        return DiffAugment(policy=acfg.policy), ctrl
+    if acfg.kind == "none":
         return None, ctrl
-    raise UserError(f"augment.kind={kind!r}; expected ada, diffaug or none")
+    raise UserError(f"augment.kind={acfg.kind!r}; expected ada, diffaug or none")
 
 
 def _rng_state() -> dict:
