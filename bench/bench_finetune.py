@@ -1,6 +1,6 @@
 """Fine-tune quality parity: the demo's fine-tune run by our trainer and by NVIDIA's own training_loop(), scored alike.
 
-From the demo's base (`experiments/demo/base.pt`) on the demo's toon set (made by `stylegan_blend.demo.make_data`), with
+From the demo's base (`experiments/demo/base.pt`) on the demo's toon set (made by `experiments/demo/demo.py`'s `make_data`), with
 the demo's settings as `stylegan-blend-train experiment=demo` composes them from `conf/experiment/demo.yaml` (so the
 benchmark follows whatever the demo becomes), once per data-order seed s in SEEDS:
 
@@ -63,7 +63,7 @@ SEEDS = tuple(int(s) for s in os.environ.get("BENCH_FINETUNE_SEEDS", "0,1,2,3,4"
 JOBS = int(os.environ.get("BENCH_FINETUNE_JOBS", "2"))
 THREADS = int(os.environ.get("BENCH_FINETUNE_THREADS", "1"))
 EPOCHS = os.environ.get("BENCH_FINETUNE_EPOCHS")  # shorter than the demo: a trial run of the benchmark's plumbing
-DEMO_PHOTO, DEMO_TOON = 2000, 300  # stylegan_blend/demo.py's --photo / --toon defaults
+DEMO_PHOTO, DEMO_TOON = 2000, 300  # experiments/demo/demo.py's --photo / --toon defaults
 SHEET_SEEDS = range(8)  # sample seeds (columns)
 SHEET_RUNS = 3  # data seeds per implementation shown (rows); all are scored
 NVIDIA_ENV = "NVIDIA_SG2ADA_DIR"
@@ -189,8 +189,11 @@ def _round(v):
 # ------------------------------------------------------------------------------------------------ the runs
 def prepare_data() -> Path:
     """The demo's synthetic toon set, made by the demo's own data step (once; reused while its manifest exists)."""
-    from stylegan_blend import demo
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "experiments" / "demo" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
     _, toon = demo.make_data(OUT, DEMO_PHOTO, DEMO_TOON)
     return toon
 
